@@ -1,0 +1,16 @@
+"""colcon (ament_python) entry for dex_policy; the pip path installs it from the root pyproject.toml."""
+from setuptools import setup
+
+setup(
+    name="dex_policy",
+    version="0.1.0",
+    packages=["dex_policy"],
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/dex_policy"]),
+        ("share/dex_policy", ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    license="Apache-2.0",
+    entry_points={"console_scripts": []},
+)
