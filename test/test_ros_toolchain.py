@@ -55,6 +55,9 @@ ECHO_IN = "/test/proposals_in"
 ECHO_OUT = "/test/proposals_out"
 ACTION = "/test/execute_grasp"
 SHUTDOWN_TOPIC = "/test/peer_shutdown"
+PEER_NAME_PREFIX = f"dex_ros_peer_{os.getpid()}_"  # peers of this test process only
+UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"  # rmw's name for endpoints whose node is not yet known
+OBJECT_ID = f"mug_03-{os.getpid()}"  # unique per test process: cross-talk would show
 
 
 class PeerDied(RuntimeError):
@@ -181,7 +184,8 @@ def start_peer(ros: RosHarness, tmp_dir: Path) -> Peer:
     log_path = tmp_dir / "ros_peer.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, str(PEER_SCRIPT), "--echo-in", ECHO_IN, "--echo-out", ECHO_OUT,
+            [sys.executable, str(PEER_SCRIPT), "--node-name", f"{PEER_NAME_PREFIX}{ros.peers_started}",
+             "--echo-in", ECHO_IN, "--echo-out", ECHO_OUT,
              "--action", ACTION, "--shutdown-topic", shutdown_topic, "--max-lifetime", "300"],
             stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=tmp_dir)
     return Peer(proc, log_path, shutdown_pub)
@@ -233,7 +237,7 @@ def make_proposal_array() -> GraspProposalArray:
     msg.header.frame_id = "base_link"
     msg.header.stamp.sec = 1_700_000_000
     msg.header.stamp.nanosec = 123_456_789
-    msg.object_id = "mug_03"
+    msg.object_id = OBJECT_ID
     specs = [("shadow_right", "rh_palm", 24, -12.5), ("leap_right", "palm_lower", 16, math.nan),
              ("leap_right", "palm_lower", 0, 0.0)]
     for index, (hand, frame, n_joints, energy) in enumerate(specs):
@@ -289,6 +293,7 @@ def test_proposal_array_round_trip(ros: RosHarness, peer: Peer) -> None:
     finally:
         ros.node.destroy_publisher(pub)
         ros.node.destroy_subscription(sub)
+    assert len(received) == 1 and received[0].object_id == sent.object_id
     back = received[0]
     assert to_plain(back) == to_plain(sent)
     # explicit spot checks of the tricky fields
@@ -302,6 +307,25 @@ def test_proposal_array_round_trip(ros: RosHarness, peer: Peer) -> None:
     assert math.isnan(back.proposals[1].energy)
     assert back.proposals[0].energy == -12.5
     assert back.header.stamp.nanosec == 123_456_789
+
+
+def test_domain_is_private(ros: RosHarness, peer: Peer) -> None:
+    """Only this process and its own peers are on the test topics (domain isolation works)."""
+
+    def endpoint_nodes() -> set[str]:
+        endpoints = (ros.node.get_subscriptions_info_by_topic(ECHO_IN)
+                     + ros.node.get_publishers_info_by_topic(ECHO_OUT)
+                     + ros.node.get_publishers_info_by_topic(ACTION + "/_action/feedback"))
+        return {e.node_name for e in endpoints}
+
+    # DDS discovers endpoints before the node names (ros_discovery_info) arrive: wait for both
+    ros.spin_until(lambda: bool(endpoint_nodes()) and UNKNOWN_NODE not in endpoint_nodes(),
+                   "named peer endpoints in the graph", peer)
+    foreign = sorted(n for n in endpoint_nodes()
+                     if n != ros.node.get_name() and not n.startswith(PEER_NAME_PREFIX))
+    assert not foreign, \
+        f"nodes of another process in ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}: {foreign}"
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
 
 
 def _run_goal(ros: RosHarness, peer: Peer, client: ActionClient, goal: ExecuteGrasp.Goal,
@@ -328,7 +352,7 @@ def action_client(ros: RosHarness, peer: Peer) -> Iterator[ActionClient]:
 def test_execute_grasp_round_trip(ros: RosHarness, peer: Peer, action_client: ActionClient,
                                   dry_run: bool) -> None:
     """Goal reaches the server intact; feedback arrives in stage order; result matches goal."""
-    goal = ExecuteGrasp.Goal(object_id="mug_03", target_prompt="0.5 -0.1 0.02",
+    goal = ExecuteGrasp.Goal(object_id=OBJECT_ID, target_prompt="0.5 -0.1 0.02",
                              proposal_policy="", dry_run=dry_run, lift_height=0.15)
     handle, feedback = _run_goal(ros, peer, action_client, goal)
     assert handle.accepted
@@ -342,7 +366,7 @@ def test_execute_grasp_round_trip(ros: RosHarness, peer: Peer, action_client: Ac
     # feedback (a topic) and the result (a service) travel separately: wait for the stragglers
     ros.spin_until(lambda: len(feedback) >= len(expected_stages), "all feedback", peer, 5.0)
     assert [fb.stage for fb in feedback] == expected_stages
-    assert all(fb.message == f"{fb.stage} mug_03" for fb in feedback)
+    assert all(fb.message == f"{fb.stage} {OBJECT_ID}" for fb in feedback)
     progress = [fb.progress for fb in feedback]
     assert progress == sorted(progress) and 0.0 < progress[0] and progress[-1] <= 1.0
     if not dry_run:
@@ -351,11 +375,11 @@ def test_execute_grasp_round_trip(ros: RosHarness, peer: Peer, action_client: Ac
     result = result_future.result().result
     assert result.success is (not dry_run)
     assert result.stage_reached == expected_stages[-1]
-    assert result.reason == (f"object_id=mug_03 target_prompt=0.5 -0.1 0.02 "
+    assert result.reason == (f"object_id={OBJECT_ID} target_prompt=0.5 -0.1 0.02 "
                              f"proposal_policy=best_reachable dry_run={dry_run} lift_height=0.15")
     assert [t.stage for t in result.timings] == expected_stages
     assert all(t.duration_s >= 0.0 for t in result.timings)
-    assert result.proposal.id == "mug_03-p0"
+    assert result.proposal.id == f"{OBJECT_ID}-p0"
     assert result.proposal.method == "best_reachable"
     assert len(result.proposal.joint_names) == 16
     assert list(result.proposal.grasp.joint_positions) == pytest.approx([0.1 * i for i in range(16)])
@@ -365,7 +389,7 @@ def test_execute_grasp_round_trip(ros: RosHarness, peer: Peer, action_client: Ac
 
 def test_execute_grasp_rejected(ros: RosHarness, peer: Peer, action_client: ActionClient) -> None:
     """The server rejects an invalid goal and the client sees ``accepted == False``."""
-    goal = ExecuteGrasp.Goal(object_id="mug_03", proposal_policy="reject-me")
+    goal = ExecuteGrasp.Goal(object_id=OBJECT_ID, proposal_policy="reject-me")
     handle, feedback = _run_goal(ros, peer, action_client, goal)
     assert handle.accepted is False
     assert feedback == []

@@ -33,6 +33,7 @@ import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -106,9 +107,9 @@ def result_for_goal(goal: ExecuteGrasp.Goal, durations_s: Sequence[float]) -> Ex
 class RosPeer(Node):
     """Echo + ExecuteGrasp server + shutdown listener (see module docstring)."""
 
-    def __init__(self, context: rclpy.Context, echo_in: str, echo_out: str, action_name: str,
-                 shutdown_topic: str) -> None:
-        super().__init__("dex_ros_peer", context=context, start_parameter_services=False)
+    def __init__(self, context: Context, node_name: str, echo_in: str, echo_out: str,
+                 action_name: str, shutdown_topic: str) -> None:
+        super().__init__(node_name, context=context, start_parameter_services=False)
         self.stop_requested = threading.Event()
         self._echo_pub = self.create_publisher(GraspProposalArray, echo_out, latched_qos())
         self.create_subscription(GraspProposalArray, echo_in, self._on_proposals, latched_qos())
@@ -162,6 +163,7 @@ class RosPeer(Node):
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (topic/action names and lifetime bounds)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--node-name", default="dex_ros_peer")
     parser.add_argument("--echo-in", default="/test/proposals_in")
     parser.add_argument("--echo-out", default="/test/proposals_out")
     parser.add_argument("--action", default="/test/execute_grasp")
@@ -175,12 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the peer until asked to stop; returns the exit status (0 on every orderly stop)."""
     args = parse_args(argv)
     parent_pid = os.getppid()
-    context = rclpy.Context()
+    context = Context()
     rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stop.set())
-    node = RosPeer(context, args.echo_in, args.echo_out, args.action, args.shutdown_topic)
+    node = RosPeer(context, args.node_name, args.echo_in, args.echo_out, args.action, args.shutdown_topic)
     executor = MultiThreadedExecutor(num_threads=3, context=context)
     executor.add_node(node)
     deadline = time.monotonic() + args.max_lifetime
