@@ -149,6 +149,17 @@ def _prefix_assets(up: _Upstream, prefix: str) -> None:
             default.name = prefix + name
 
 
+def _apply_fixes(spec: mujoco.MjSpec, fixes, cfg_path: Path, where: str, model_path: Path) -> None:
+    for i, fix in enumerate(fixes):
+        element = spec.geom(fix.name) if fix.kind == "geom" else spec.body(fix.name)
+        if element is None:
+            raise RobotConfigError(cfg_path, f"{where}.model_fixes[{i}].{fix.kind}", f"no {fix.kind} '{fix.name}' in {model_path}")
+        if fix.pos is not None:
+            element.pos = fix.pos
+        if fix.quat is not None:
+            element.quat = fix.quat
+
+
 def _strip_keys_and_root_joints(spec: mujoco.MjSpec, root: mujoco.MjsBody) -> None:
     for joint in list(root.joints):
         if joint.type == mujoco.mjtJoint.mjJNT_FREE:
@@ -272,6 +283,7 @@ def load_hand_spec(hand: HandConfig, source: str, cfg_path: Path) -> tuple[mujoc
     up = _load_upstream(hand.model, source)
     root = _body_or_error(up.spec, hand.root_body, cfg_path, "hand.root_body", up.path)
     _strip_keys_and_root_joints(up.spec, root)
+    _apply_fixes(up.spec, hand.model_fixes, cfg_path, "hand", up.path)
     _check_joints(up.spec, hand.joints, cfg_path, "hand.joints", up.path)
     for cp in hand.contact_points:
         _body_or_error(up.spec, cp.body, cfg_path, f"hand.contact_points.{cp.finger}.body", up.path)
@@ -289,6 +301,7 @@ def load_arm_spec(arm: ArmConfig, source: str, cfg_path: Path) -> tuple[mujoco.M
     up = _load_upstream(arm.model, source)
     base = _body_or_error(up.spec, arm.base_body, cfg_path, "arm.base_body", up.path)
     _strip_keys_and_root_joints(up.spec, base)
+    _apply_fixes(up.spec, arm.model_fixes, cfg_path, "arm", up.path)
     _check_joints(up.spec, arm.joints, cfg_path, "arm.joints", up.path)
     if up.spec.site(arm.flange_site) is None:
         known = ", ".join(s.name for s in up.spec.sites if s.name)

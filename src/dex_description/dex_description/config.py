@@ -131,6 +131,25 @@ class ContactPoints:
 
 
 @dataclass(frozen=True)
+class ModelFix:
+    """An edit to the upstream MJCF applied at normalisation (data, with its reason).
+
+    Attributes:
+        kind: ``geom`` or ``body``.
+        name: Element name.
+        pos: New (3,) position in the parent frame [m], or None.
+        quat: New (4,) orientation (w, x, y, z), or None.
+        why: Reason (kept for the docs).
+    """
+
+    kind: str
+    name: str
+    pos: np.ndarray | None
+    quat: np.ndarray | None
+    why: str
+
+
+@dataclass(frozen=True)
 class ArmConfig:
     """The arm of a combo. Position limits come from the model (see ``compose``)."""
 
@@ -146,6 +165,7 @@ class ArmConfig:
     spheres: Path | None
     named_poses: dict[str, np.ndarray]
     driver: DriverConfig
+    model_fixes: tuple[ModelFix, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +185,7 @@ class HandConfig:
     contact_points: tuple[ContactPoints, ...]
     named_poses: dict[str, np.ndarray]
     driver: DriverConfig
+    model_fixes: tuple[ModelFix, ...] = ()
 
     @property
     def actuated_names(self) -> tuple[str, ...]:
@@ -401,6 +422,24 @@ def _contact_points(node: _Node) -> tuple[ContactPoints, ...]:
     return tuple(out)
 
 
+def _model_fixes(node: _Node) -> tuple[ModelFix, ...]:
+    raw = node._get("model_fixes", [])
+    if not isinstance(raw, list):
+        raise node.err("model_fixes", "must be a list of {geom|body, pos, quat, why}")
+    out = []
+    for i, item in enumerate(raw):
+        e = _Node(item, node.path, f"{node.where}.model_fixes[{i}]")
+        kinds = [k for k in ("geom", "body") if isinstance(item, dict) and k in item]
+        if len(kinds) != 1:
+            raise node.err(f"model_fixes[{i}]", "must name exactly one 'geom' or 'body'")
+        pos = e.vector("pos", 3) if "pos" in item else None
+        quat = e.vector("quat", 4) if "quat" in item else None
+        if quat is not None:
+            quat = quat / np.linalg.norm(quat)
+        out.append(ModelFix(kinds[0], e.str(kinds[0]), pos, quat, e.str("why")))
+    return tuple(out)
+
+
 def _arm(node: _Node) -> ArmConfig:
     a = node.child("arm")
     joints = a.str_list("joints")
@@ -418,6 +457,7 @@ def _arm(node: _Node) -> ArmConfig:
         spheres=_spheres_path(a, "spheres"),
         named_poses=_named_poses(a, n, ("home",)),
         driver=_driver(a, joints, "joint_names"),
+        model_fixes=_model_fixes(a),
     )
 
 
@@ -445,6 +485,7 @@ def _hand(node: _Node) -> HandConfig:
         contact_points=_contact_points(h),
         named_poses=_named_poses(h, len(joints), ("open", "pre_shape")),
         driver=_driver(h, joints, None),
+        model_fixes=_model_fixes(h),
     )
 
 
