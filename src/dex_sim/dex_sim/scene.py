@@ -46,8 +46,8 @@ class CameraConfig:
     width: int = 640
     height: int = 480
     fovy: float = 42.5  # RealSense D435 colour stream, 640x480
-    eye: tuple[float, float, float] = (0.55, 1.35, 0.85)
-    target: tuple[float, float, float] = (0.0, 0.5, 0.1)
+    eye: tuple[float, float, float] = (0.75, 1.45, 1.05)
+    target: tuple[float, float, float] = (-0.05, 0.45, 0.25)
     near: float = 0.1
     far: float = 3.0
 

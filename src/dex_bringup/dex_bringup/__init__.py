@@ -1,0 +1,1 @@
+"""dex_bringup: the ``dexgrasp`` console command, launch files, graph description and the orchestrator."""
