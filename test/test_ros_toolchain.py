@@ -184,7 +184,8 @@ def start_peer(ros: RosHarness, tmp_dir: Path) -> Peer:
     log_path = tmp_dir / "ros_peer.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, str(PEER_SCRIPT), "--node-name", f"{PEER_NAME_PREFIX}{ros.peers_started}",
+            [sys.executable, str(PEER_SCRIPT),
+             "--node-name", f"{PEER_NAME_PREFIX}{ros.peers_started}",
              "--echo-in", ECHO_IN, "--echo-out", ECHO_OUT,
              "--action", ACTION, "--shutdown-topic", shutdown_topic, "--max-lifetime", "300"],
             stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=tmp_dir)
@@ -382,7 +383,8 @@ def test_execute_grasp_round_trip(ros: RosHarness, peer: Peer, action_client: Ac
     assert result.proposal.id == f"{OBJECT_ID}-p0"
     assert result.proposal.method == "best_reachable"
     assert len(result.proposal.joint_names) == 16
-    assert list(result.proposal.grasp.joint_positions) == pytest.approx([0.1 * i for i in range(16)])
+    joints = list(result.proposal.grasp.joint_positions)
+    assert joints == pytest.approx([0.1 * i for i in range(16)])
     assert result.proposal.grasp.wrist_pose.position.z == pytest.approx(0.15)
     assert math.isnan(result.proposal.energy)
 

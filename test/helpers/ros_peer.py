@@ -89,7 +89,8 @@ def result_for_goal(goal: ExecuteGrasp.Goal, durations_s: Sequence[float]) -> Ex
     result.reason = (f"object_id={goal.object_id} target_prompt={goal.target_prompt} "
                      f"proposal_policy={policy} dry_run={goal.dry_run} "
                      f"lift_height={goal.lift_height!r}")
-    result.timings = [StageTiming(stage=s, duration_s=float(d)) for s, d in zip(stages, durations_s)]
+    result.timings = [StageTiming(stage=stage, duration_s=float(duration))
+                      for stage, duration in zip(stages, durations_s)]
     proposal = GraspProposal()
     proposal.id = f"{goal.object_id}-p0"
     proposal.hand_name = "leap_right"
@@ -182,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stop.set())
-    node = RosPeer(context, args.node_name, args.echo_in, args.echo_out, args.action, args.shutdown_topic)
+    node = RosPeer(context, args.node_name, args.echo_in, args.echo_out, args.action,
+                   args.shutdown_topic)
     executor = MultiThreadedExecutor(num_threads=3, context=context)
     executor.add_node(node)
     deadline = time.monotonic() + args.max_lifetime
