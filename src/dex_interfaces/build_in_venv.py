@@ -74,7 +74,7 @@ def timed(step: str) -> Iterator[None]:
     log(f"{step} ...")
     start = time.monotonic()
     yield
-    log(f"{step} done in {time.monotonic() - start:.1f} s")
+    log(f"{step} done in {time.monotonic() - start:.2f} s")
 
 
 @contextlib.contextmanager
