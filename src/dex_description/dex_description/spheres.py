@@ -668,6 +668,9 @@ class CoverageReport:
             (estimated on points on the sphere surfaces).
         mean_protrusion: Mean of that distance over the exposed sphere-surface points (those not
             inside another sphere) [m].
+        max_protrusion_hull: Largest distance by which the spheres reach outside the convex hull
+            of the body's collision geoms [m] (equals ``max_protrusion`` for a single convex geom;
+            smaller where spheres fill hollows, see ``fill`` in :func:`fit_spheres`).
         surface_tol: Tolerance of ``surface`` [m].
         n_volume: Number of volume samples.
         n_surface: Number of surface samples.
@@ -680,6 +683,7 @@ class CoverageReport:
     surface_max_gap: float
     max_protrusion: float
     mean_protrusion: float
+    max_protrusion_hull: float
     surface_tol: float
     n_volume: int
     n_surface: int
@@ -692,6 +696,7 @@ class CoverageReport:
             "surface_max_gap": round(float(self.surface_max_gap), 5),
             "max_protrusion": round(float(self.max_protrusion), 5),
             "mean_protrusion": round(float(self.mean_protrusion), 5),
+            "max_protrusion_hull": round(float(self.max_protrusion_hull), 5),
             "count": int(self.count),
         }
 
@@ -750,6 +755,71 @@ def _greedy_cover(A: np.ndarray, target: float, max_k: int, refine_iters: int) -
     return chosen
 
 
+def convex_hull_geom(geoms: Sequence[CollisionGeom], name: str = "hull", n_curve: int = 256) -> CollisionGeom:
+    """The convex hull of a union of geoms, as a mesh geom in the same frame.
+
+    Box and mesh corners are exact; curved geoms contribute ``n_curve`` points of their surface
+    (Fibonacci lattice, rims of cylinders), so the hull is inscribed in the exact one by well under
+    1 % of the radius.
+    """
+    u = fibonacci_sphere(n_curve)
+    ring = np.stack([np.cos(np.linspace(0, 2 * math.pi, n_curve, endpoint=False)),
+                     np.sin(np.linspace(0, 2 * math.pi, n_curve, endpoint=False)), np.zeros(n_curve)], 1)
+    pts = []
+    for g in geoms:
+        s, t = g.size, g.type_name
+        if t == "mesh":
+            pts.append(g.vertices)
+            continue
+        if t == "box":
+            loc = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], float) * s
+        elif t == "sphere":
+            loc = s[0] * u
+        elif t == "ellipsoid":
+            loc = s * u
+        elif t == "capsule":
+            loc = np.concatenate([s[0] * u + [0, 0, s[1]], s[0] * u - [0, 0, s[1]]])
+        else:
+            loc = np.concatenate([s[0] * ring + [0, 0, s[1]], s[0] * ring - [0, 0, s[1]]])
+        pts.append(g.pos + loc @ g.rot.T)
+    return make_geom("mesh", vertices=np.concatenate(pts), name=name)
+
+
+def _seed_centres(geoms: Sequence[CollisionGeom]) -> np.ndarray:
+    """Deep candidate centres of each geom (body frame): primitive centres, capsule/cylinder axis
+    points, the mean of a mesh hull's vertices (inside: the hull is convex)."""
+    out = []
+    for g in geoms:
+        if g.type_name == "mesh":
+            out.append(g.vertices.mean(0, keepdims=True))
+            continue
+        out.append(g.pos[None])
+        if g.type_name in ("capsule", "cylinder"):
+            z = g.size[1] - (0.0 if g.type_name == "capsule" else min(g.size[0], g.size[1]))
+            if z > 0:
+                out.append(g.pos + np.outer([-1.0, 1.0], g.rot[:, 2] * z))
+    return np.concatenate(out)
+
+
+def _union_depth_estimate(
+    geoms: Sequence[CollisionGeom], points: np.ndarray, rng: np.random.Generator, n_boundary: int = 30000
+) -> np.ndarray:
+    """Depth [m] of inside points in the union of geoms, estimated from boundary samples.
+
+    The distance to the nearest of ``n_boundary`` samples of the union's boundary over-estimates
+    the true distance by at most the largest hole between samples; subtracting twice the mean
+    sample spacing makes it a (statistical) lower bound. The protrusion that results is measured
+    exactly afterwards by :func:`coverage`.
+    """
+    from scipy.spatial import cKDTree
+
+    surf = sample_surface(geoms, n_boundary, rng)
+    area = float(sum(g.area for g in geoms))  # an upper bound of the boundary's area
+    spacing = math.sqrt(area / n_boundary)
+    d, _ = cKDTree(surf).query(points)
+    return np.maximum(d - 2.0 * spacing, 0.0)
+
+
 def fit_spheres(
     geoms: Sequence[CollisionGeom],
     body: str = "body",
@@ -760,6 +830,10 @@ def fit_spheres(
     n_candidates: int = 2000,
     refine_iters: int = 3,
     seed: int = 0,
+    union_depth: bool = True,
+    surface_weight: float = 0.0,
+    stratify: float = 0.5,
+    fill: str = "none",
 ) -> SphereSet:
     """Fit spheres to a union of geoms given in one frame (see the module docstring).
 
@@ -774,6 +848,23 @@ def fit_spheres(
         n_candidates: How many of them are candidate centres.
         refine_iters: Rounds of swap refinement.
         seed: Random seed.
+        union_depth: Where geoms overlap, also estimate the depth in the union from dense samples
+            of the union's boundary (see :func:`_union_depth_estimate`) and use the larger depth.
+            Without it the radius uses the largest single-geom depth, which guarantees a
+            protrusion of at most ``margin`` but leaves thick overlaps (e.g. a palm built of
+            stacked boxes) with needlessly small spheres.
+        surface_weight: Add this many surface samples per volume sample to the points the greedy
+            cover counts (0: volume only).
+        stratify: Besides ``n_candidates`` volume samples, draw ``stratify * n_candidates /
+            len(geoms)`` candidates inside each geom, so that thin plates (little volume) still get
+            candidate centres.
+        fill: ``"none"``: radii are depth in the geometry + ``margin``. ``"hull"``: candidates are
+            also drawn in the convex hull of the body's geoms and radii are depth in that hull +
+            ``margin``: spheres may fill hollows between the geoms (e.g. the U-shaped brackets of
+            the LEAP hand, whose slots the next link's motor occupies anyway), which covers
+            bracket-like links with far fewer spheres; the protrusion beyond the real geometry is
+            then larger than ``margin`` (reported by :func:`coverage`), beyond the hull at most
+            ``margin``.
 
     Returns:
         The spheres; ``fit_volume_coverage`` is measured on the fitting samples.
@@ -783,16 +874,32 @@ def fit_spheres(
     if max_spheres < 1 or not (0 < coverage_target <= 1) or margin < 0 or n_samples < 10:
         raise DescriptionError(f"body '{body}': invalid fit parameters (max_spheres={max_spheres}, "
                                f"coverage_target={coverage_target}, margin={margin}, n_samples={n_samples})")
+    if fill not in ("none", "hull"):
+        raise DescriptionError(f"body '{body}': fill must be 'none' or 'hull', got '{fill}'")
     rng = _rng(seed, body, 0)
     pts = sample_volume(geoms, n_samples, rng)
     nc = min(n_candidates, len(pts))
-    cands = pts[:nc]  # samples are in random order already
-    depth = np.maximum(signed_depth(geoms, cands, exact_outside=False), 0.0)
+    # the geoms' own centres (and capsule segment ends) first: the deepest points of primitives
+    cands = np.concatenate([_seed_centres(geoms), pts[:nc]])  # samples are in random order already
+    if len(geoms) > 1 and stratify > 0:  # small geoms (thin plates) get candidates of their own
+        per = max(1, int(stratify * nc / len(geoms)))
+        cands = np.concatenate([cands] + [_sample_in_geom(g, per, rng) for g in geoms])
+    if fill == "hull" and len(geoms) > 1:
+        hull = convex_hull_geom(geoms, name=f"{body}/hull")
+        cands = np.concatenate([cands, _sample_in_geom(hull, nc, rng)])
+        depth = np.maximum(geom_signed_depth(hull, cands, exact_outside=False), 0.0)
+    else:
+        depth = np.maximum(signed_depth(geoms, cands, exact_outside=False), 0.0)
+        if union_depth and len(geoms) > 1:
+            depth = np.maximum(depth, _union_depth_estimate(geoms, cands, rng))
     radii = depth + margin
-    A = _cover_matrix(cands, radii, pts)
+    targets = pts
+    if surface_weight > 0:
+        targets = np.concatenate([pts, sample_surface(geoms, int(round(surface_weight * len(pts))), rng)])
+    A = _cover_matrix(cands, radii, targets)
     chosen = _greedy_cover(A, coverage_target, max_spheres, refine_iters)
     chosen = sorted(chosen, key=lambda j: (cands[j, 2], cands[j, 1], cands[j, 0]))
-    frac = float(A[chosen].any(0).mean()) if chosen else 0.0
+    frac = float(A[chosen, : len(pts)].any(0).mean()) if chosen else 0.0
     return SphereSet(body, cands[chosen].copy(), radii[chosen].copy(), float(margin), frac)
 
 
@@ -806,14 +913,45 @@ def fit_body_spheres(
     n_candidates: int = 2000,
     refine_iters: int = 3,
     seed: int = 0,
+    **kwargs,
 ) -> SphereSet:
-    """Fit spheres to the collision geoms of one body of a MuJoCo model (see :func:`fit_spheres`).
+    """Fit spheres to the collision geoms of one body of a MuJoCo model (see :func:`fit_spheres`;
+    ``kwargs`` go there too: ``union_depth``, ``surface_weight``, ``stratify``, ``fill``).
 
     Raises:
         DescriptionError: Unknown body, no collision geoms, unsupported geom type.
     """
     return fit_spheres(collision_geoms(model, body), body, max_spheres, margin, coverage_target,
-                       n_samples, n_candidates, refine_iters, seed)
+                       n_samples, n_candidates, refine_iters, seed, **kwargs)
+
+
+FIT_KEYS = ("max_spheres", "margin", "coverage_target", "n_samples", "n_candidates", "refine_iters",
+            "union_depth", "surface_weight", "stratify", "fill")
+
+
+def body_params(body: str, base: dict, overrides: dict[str, dict] | None) -> dict:
+    """Fit parameters of one body: ``base`` updated by every override whose pattern matches.
+
+    Args:
+        body: Body name.
+        base: Parameters for every body (keys of :func:`fit_spheres`).
+        overrides: ``fnmatch`` pattern (e.g. ``rh_*distal``, or an exact name) -> parameters; applied
+            in order, so a later match wins.
+
+    Raises:
+        DescriptionError: An override names an unknown parameter.
+    """
+    from fnmatch import fnmatchcase
+
+    out = dict(base)
+    for pat, upd in (overrides or {}).items():
+        bad = set(upd) - set(FIT_KEYS)
+        if bad:
+            raise DescriptionError(f"override '{pat}': unknown fit parameter(s) {sorted(bad)} "
+                                   f"(known: {', '.join(FIT_KEYS)})")
+        if fnmatchcase(body, pat):
+            out.update(upd)
+    return out
 
 
 def fit_model_spheres(
@@ -824,8 +962,7 @@ def fit_model_spheres(
     coverage_target: float = 0.98,
     n_samples: int = 6000,
     seed: int = 0,
-    max_spheres_per_body: dict[str, int] | None = None,
-    margin_per_body: dict[str, float] | None = None,
+    overrides: dict[str, dict] | None = None,
     progress: Callable[[str, SphereSet], None] | None = None,
     **kwargs,
 ) -> dict[str, SphereSet]:
@@ -835,24 +972,32 @@ def fit_model_spheres(
         model: Compiled MuJoCo model.
         bodies: Body names; default all bodies with collision geoms, in model order.
         max_spheres, margin, coverage_target, n_samples, seed: See :func:`fit_spheres`.
-        max_spheres_per_body: Per-body override of ``max_spheres``.
-        margin_per_body: Per-body override of ``margin`` [m].
+        overrides: Per-body parameters, see :func:`body_params`, e.g.
+            ``{"rh_palm": {"margin": 0.007, "max_spheres": 16}}``.
         progress: Called with ``(body, spheres)`` after each body.
-        **kwargs: Passed to :func:`fit_spheres` (``n_candidates``, ``refine_iters``).
+        **kwargs: Further :func:`fit_spheres` parameters for every body (``fill``, ...).
 
     Returns:
         Body name -> spheres, in model order.
     """
     names = list(bodies) if bodies is not None else bodies_with_collision(model)
+    base = dict(max_spheres=max_spheres, margin=margin, coverage_target=coverage_target,
+                n_samples=n_samples, **kwargs)
     out = {}
     for b in names:
-        k = (max_spheres_per_body or {}).get(b, max_spheres)
-        m = (margin_per_body or {}).get(b, margin)
-        s = fit_body_spheres(model, b, k, m, coverage_target, n_samples, seed=seed, **kwargs)
+        prm = body_params(b, base, overrides)
+        s = fit_body_spheres(model, b, seed=seed, **prm)
         out[b] = s
         if progress is not None:
             progress(b, s)
     return out
+
+
+def round_spheres(spheres: SphereSet) -> SphereSet:
+    """The spheres as stored in YAML: centres rounded to 1 um, radii rounded UP to 1 um [m]."""
+    c = np.round(np.asarray(spheres.centres, dtype=float), 6)
+    r = np.ceil(np.asarray(spheres.radii, dtype=float) * 1e6 - 1e-6) / 1e6
+    return SphereSet(spheres.body, c, r, spheres.margin, spheres.fit_volume_coverage)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -906,9 +1051,14 @@ def coverage_of_geoms(
         prot = np.maximum(-signed_depth(geoms, sp, exact_outside=True), 0.0)
         max_p = float(prot.max())
         mean_p = float(prot[exposed].mean()) if exposed.any() else 0.0
+        hull = geoms[0] if len(geoms) == 1 else convex_hull_geom(geoms)
+        # the sampled hull of curved geoms is slightly inscribed; the hull contains the geoms, so
+        # the distance to the geometry bounds the distance to the hull from above
+        prot_h = np.minimum(np.maximum(-geom_signed_depth(hull, sp, exact_outside=True), 0.0), prot)
+        max_h = float(prot_h.max())
     else:
-        max_p = mean_p = 0.0
-    return CoverageReport(body, len(radii), v_cov, s_cov, gap, max_p, mean_p, surface_tol,
+        max_p = mean_p = max_h = 0.0
+    return CoverageReport(body, len(radii), v_cov, s_cov, gap, max_p, mean_p, max_h, surface_tol,
                           len(vol), len(surf))
 
 
@@ -1106,19 +1256,48 @@ def load_spheres(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 # ----------------------------------------------------------------------------------------------
 
 
+def _make_renderer(m: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
+    """An off-screen renderer. Without a display and with mujoco's GL backend left at its default
+    (GLFW, which cannot work headless; happens when mujoco was imported before this module and
+    ``MUJOCO_GL`` was unset), EGL is used instead."""
+    import warnings
+
+    from mujoco.rendering.classic import gl_context as glc
+
+    headless = not os.environ.get("DISPLAY") and os.environ.get("MUJOCO_GL", "").lower() in ("", "egl")
+    old = getattr(glc, "GLContext", None)
+    swap = headless and old is not None and "glfw" in getattr(old, "__module__", "")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if swap:
+                from mujoco.egl import GLContext as EglContext
+
+                glc.GLContext = EglContext
+            return mujoco.Renderer(m, height, width)
+    except Exception as exc:  # depends on the machine's OpenGL
+        raise DescriptionError(f"cannot render off-screen (set MUJOCO_GL=egl or osmesa before importing "
+                               f"mujoco): {exc}") from exc
+    finally:
+        if swap:
+            glc.GLContext = old
+
+
 def render_spheres(
     model: mujoco.MjModel,
     spheres: dict[str, SphereSet] | dict[str, tuple[np.ndarray, np.ndarray]],
     path: str | Path,
-    width: int = 640,
-    height: int = 560,
-    views: Sequence[tuple[float, float]] = ((150.0, -25.0), (60.0, -25.0)),
+    width: int = 480,
+    height: int = 400,
+    views: Sequence[tuple[float, float]] = ((150.0, -25.0), (60.0, -25.0), (0.0, -89.0)),
     title: str = "",
 ) -> Path:
-    """Render the collision geoms (grey) with the spheres (translucent colours) at ``qpos0`` to a PNG.
+    """Render the spheres and the collision geoms at ``qpos0`` to a PNG.
 
-    Off-screen, on CPU with ``MUJOCO_GL=egl`` (or osmesa); shadows, reflections and
-    multisampling off. One image per ``(azimuth, elevation)`` [deg], side by side.
+    Top row: collision geoms (opaque grey) with the spheres (translucent, one colour per body) over
+    them; bottom row: the spheres alone (opaque) over faint collision geoms. One column per
+    ``(azimuth, elevation)`` [deg] view. Off-screen on CPU (``MUJOCO_GL=egl`` or ``osmesa``);
+    shadows, reflections and multisampling off.
 
     Raises:
         DescriptionError: Rendering is unavailable (no OpenGL context).
@@ -1126,59 +1305,67 @@ def render_spheres(
     from PIL import Image, ImageDraw
 
     m = copy.deepcopy(model)
-    for g in range(m.ngeom):
-        m.geom_matid[g] = -1
-        if _is_collision(m, g):
-            m.geom_rgba[g] = (0.62, 0.62, 0.62, 1.0)
-        else:
-            m.geom_rgba[g] = (0, 0, 0, 0)
+    coll = np.array([_is_collision(m, g) for g in range(m.ngeom)], dtype=bool)
+    m.geom_matid[:] = -1
     m.vis.quality.offsamples = 0
     m.vis.global_.offwidth = max(m.vis.global_.offwidth, width)
     m.vis.global_.offheight = max(m.vis.global_.offheight, height)
-    m.vis.headlight.ambient[:] = (0.35, 0.35, 0.35)
+    m.vis.headlight.ambient[:] = (0.4, 0.4, 0.4)
     m.vis.headlight.diffuse[:] = (0.6, 0.6, 0.6)
+    m.vis.headlight.specular[:] = (0.1, 0.1, 0.1)
+    m.light_active[:] = 0 if m.nlight else m.light_active
     d = mujoco.MjData(m)
     mujoco.mj_forward(m, d)
-    try:
-        renderer = mujoco.Renderer(m, height, width)
-    except Exception as exc:  # pragma: no cover - depends on the machine's GL
-        raise DescriptionError(f"cannot render (set MUJOCO_GL=egl or osmesa): {exc}") from exc
     world = []
-    for i, (b, s) in enumerate(spheres.items()):
-        c, r = (s.centres, s.radii) if isinstance(s, SphereSet) else s
+    for i, (b, sp) in enumerate(spheres.items()):
+        c, r = (sp.centres, sp.radii) if isinstance(sp, SphereSet) else sp
         bid = _body_id(m, b)
-        wc = d.xpos[bid] + np.asarray(c) @ d.xmat[bid].reshape(3, 3).T
-        world += [(p, rr, i) for p, rr in zip(wc, r)]
-    pts = np.array([p for p, _, _ in world]) if world else d.xpos
-    rad = np.array([r for _, r, _ in world]) if world else np.zeros(len(pts))
-    lo, hi = (pts - rad[:, None]).min(0), (pts + rad[:, None]).max(0)
-    opt = mujoco.MjvOption()
-    opt.geomgroup[:] = 1
+        wc = d.xpos[bid] + np.asarray(c, float).reshape(-1, 3) @ d.xmat[bid].reshape(3, 3).T
+        world += [(p, float(rr), i) for p, rr in zip(wc, np.asarray(r, float).reshape(-1))]
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for p, rr, _ in world:
+        lo, hi = np.minimum(lo, p - rr), np.maximum(hi, p + rr)
+    for g in np.flatnonzero(coll):
+        rb = float(m.geom_rbound[g]) if m.geom_rbound[g] > 0 else 0.0
+        lo, hi = np.minimum(lo, d.geom_xpos[g] - rb), np.maximum(hi, d.geom_xpos[g] + rb)
+    if not np.all(np.isfinite(lo)):
+        lo, hi = d.xpos.min(0) - 0.1, d.xpos.max(0) + 0.1
+    radius = 0.5 * float(np.linalg.norm(hi - lo))
     cam = mujoco.MjvCamera()
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
     cam.lookat[:] = 0.5 * (lo + hi)
-    cam.distance = 1.35 * float(np.linalg.norm(hi - lo)) / (2 * math.tan(math.radians(m.vis.global_.fovy / 2)))
+    half = math.radians(m.vis.global_.fovy / 2)
+    cam.distance = 0.7 * radius / math.sin(half) + 1e-3
+    opt = mujoco.MjvOption()
+    opt.geomgroup[:] = 1
     palette = np.array([[0.90, 0.25, 0.20], [0.20, 0.55, 0.90], [0.20, 0.75, 0.35],
                         [0.95, 0.65, 0.10], [0.65, 0.35, 0.85], [0.10, 0.75, 0.75]])
-    images = []
+    renderer = _make_renderer(m, height, width)
+    rows = []
     try:
-        for az, el in views:
-            cam.azimuth, cam.elevation = az, el
-            renderer.update_scene(d, cam, opt)
-            scn = renderer.scene
-            scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-            scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-            for p, rr, i in world:
-                if scn.ngeom >= scn.maxgeom:
-                    break
-                rgba = np.append(palette[i % len(palette)], 0.38).astype(np.float32)
-                mujoco.mjv_initGeom(scn.geoms[scn.ngeom], int(mujoco.mjtGeom.mjGEOM_SPHERE),
-                                    np.array([rr, rr, rr]), np.asarray(p, float), np.eye(3).ravel(), rgba)
-                scn.ngeom += 1
-            images.append(renderer.render().copy())
+        for geom_alpha, sphere_alpha in ((1.0, 0.45), (0.12, 1.0)):
+            m.geom_rgba[:] = 0.0
+            m.geom_rgba[coll] = (0.62, 0.62, 0.62, geom_alpha)
+            row = []
+            for az, el in views:
+                cam.azimuth, cam.elevation = az, el
+                renderer.update_scene(d, cam, opt)
+                scn = renderer.scene
+                scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+                scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+                scn.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+                for p, rr, i in world:
+                    if scn.ngeom >= scn.maxgeom:
+                        break
+                    rgba = np.append(palette[i % len(palette)], sphere_alpha).astype(np.float32)
+                    mujoco.mjv_initGeom(scn.geoms[scn.ngeom], int(mujoco.mjtGeom.mjGEOM_SPHERE),
+                                        np.array([rr, rr, rr]), np.asarray(p, float), np.eye(3).ravel(), rgba)
+                    scn.ngeom += 1
+                row.append(renderer.render().copy())
+            rows.append(np.concatenate(row, axis=1))
     finally:
         renderer.close()
-    img = Image.fromarray(np.concatenate(images, axis=1))
+    img = Image.fromarray(np.concatenate(rows, axis=0))
     if title:
         ImageDraw.Draw(img).text((8, 6), title, fill=(255, 255, 255))
     path = Path(path)
@@ -1192,15 +1379,31 @@ def render_spheres(
 # ----------------------------------------------------------------------------------------------
 
 #: Per-model fit parameters of the shipped sphere files (``python -m dex_description.spheres --all``).
+#: ``overrides``: body-name pattern -> parameters (see :func:`body_params`).
 PRESETS: dict[str, dict] = {
-    "ur10e": dict(model="manipulators/ur10/assets/ur10e.xml", margin=0.015, max_spheres=10,
-                  coverage_target=0.98),
-    "ur5e": dict(model="manipulators/ur5/assets/ur5e.xml", margin=0.012, max_spheres=10,
-                 coverage_target=0.98),
-    "shadow_right": dict(model="grippers/shadow/assets/right_hand.xml", margin=0.002, max_spheres=4,
-                         coverage_target=0.98, max_spheres_body={"rh_forearm": 16, "rh_palm": 10}),
-    "leap_right": dict(model="grippers/leap/assets/right_hand.xml", margin=0.004, max_spheres=5,
-                       coverage_target=0.98, max_spheres_body={"palm": 12}),
+    "ur10e": dict(
+        model="manipulators/ur10/assets/ur10e.xml", margin=0.015, max_spheres=10, coverage_target=0.99,
+    ),
+    "ur5e": dict(
+        model="manipulators/ur5/assets/ur5e.xml", margin=0.012, max_spheres=10, coverage_target=0.99,
+    ),
+    "shadow_right": dict(
+        model="grippers/shadow/assets/right_hand.xml", margin=0.003, max_spheres=3, coverage_target=0.98,
+        overrides={
+            "rh_*knuckle": {"max_spheres": 2},
+            "rh_[fmrl]fmiddle": {"max_spheres": 2},
+            "rh_*distal": {"max_spheres": 4},
+            "rh_lfmetacarpal": {"margin": 0.006, "max_spheres": 4},
+            "rh_palm": {"margin": 0.008, "max_spheres": 16},
+            "rh_wrist": {"margin": 0.008, "max_spheres": 6},
+            "rh_forearm": {"margin": 0.01, "max_spheres": 14},
+        },
+    ),
+    "leap_right": dict(
+        model="grippers/leap/assets/right_hand.xml", margin=0.005, max_spheres=4, coverage_target=0.98,
+        fill="hull",
+        overrides={"palm": {"margin": 0.006, "max_spheres": 14}},
+    ),
 }
 
 
@@ -1230,13 +1433,26 @@ def _default_out(name: str) -> Path:
     return config_dir() / "robots" / "spheres" / f"{name}.yaml"
 
 
-def _parse_overrides(items: Sequence[str], conv, what: str) -> dict:
-    out = {}
+def _parse_value(v: str):
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def _parse_overrides(items: Sequence[str] | None) -> dict[str, dict]:
+    """``PATTERN:key=value[,key=value...]`` -> {pattern: {key: value}}."""
+    out: dict[str, dict] = {}
     for it in items or ():
-        k, sep, v = it.partition("=")
-        if not sep:
-            raise DescriptionError(f"{what}: expected BODY=VALUE, got '{it}'")
-        out[k] = conv(v)
+        pat, sep, rest = it.partition(":")
+        if not sep or not pat or not rest:
+            raise DescriptionError(f"--override: expected PATTERN:key=value[,key=value], got '{it}'")
+        upd = out.setdefault(pat, {})
+        for kv in rest.split(","):
+            k, sep, v = kv.partition("=")
+            if not sep:
+                raise DescriptionError(f"--override: expected key=value in '{it}', got '{kv}'")
+            upd[k.strip()] = _parse_value(v.strip())
     return out
 
 
@@ -1244,44 +1460,49 @@ def _fit_one(args, name: str, log: Callable[[str], None]) -> dict:
     xml, source = _resolve_model(args.model_xml)
     model = load_model(xml)
     out = Path(args.out) if args.out else _default_out(name)
-    per_body = _parse_overrides(args.max_spheres_body, int, "--max-spheres-body")
-    per_margin = _parse_overrides(args.margin_body, float, "--margin-body")
+    overrides = _parse_overrides(args.override)
+    base = {"max_spheres": args.max_spheres, "margin": args.margin, "coverage_target": args.coverage_target,
+            "n_samples": args.n_samples, "n_candidates": args.n_candidates, "fill": args.fill}
     params = {"margin": args.margin, "coverage_target": args.coverage_target,
-              "max_spheres_per_body": args.max_spheres, "seed": args.seed, "n_samples": args.n_samples,
-              "n_candidates": args.n_candidates, "report_samples": args.report_samples,
-              "surface_tol": args.surface_tol}
-    if per_body:
-        params["max_spheres_body"] = per_body
-    if per_margin:
-        params["margin_body"] = per_margin
+              "max_spheres_per_body": args.max_spheres, "fill": args.fill, "seed": args.seed,
+              "n_samples": args.n_samples, "n_candidates": args.n_candidates,
+              "report_samples": args.report_samples, "surface_tol": args.surface_tol}
+    if overrides:
+        params["overrides"] = overrides
     log(f"== {name}: {source}  (margin {args.margin * 1e3:.1f} mm, target {args.coverage_target:.2f}, "
-        f"max {args.max_spheres}/body)")
-    log(f"{'body':<18}{'count':>6}{'volume %':>10}{'surface %':>11}{'gap mm':>8}{'max prot mm':>13}{'s':>7}")
+        f"max {args.max_spheres}/body, fill {args.fill}"
+        + (f", {len(overrides)} override(s)" if overrides else "") + ")")
+    log(f"{'body':<18}{'count':>6}{'volume %':>10}{'surface %':>11}{'gap mm':>8}{'max prot mm':>13}"
+        f"{'hull prot mm':>14}{'s':>7}")
     reports: dict[str, CoverageReport] = {}
     t_all = time.perf_counter()
     bodies = args.bodies or bodies_with_collision(model)
-    spheres = {}
+    spheres: dict[str, SphereSet] = {}
     for b in bodies:
         t0 = time.perf_counter()
-        s = fit_body_spheres(model, b, per_body.get(b, args.max_spheres), per_margin.get(b, args.margin),
-                             args.coverage_target, args.n_samples, args.n_candidates, seed=args.seed)
+        prm = body_params(b, base, overrides)
+        s = round_spheres(fit_body_spheres(model, b, seed=args.seed, **prm))
         rep = coverage(model, b, s, args.report_samples, args.seed, args.surface_tol)
         spheres[b], reports[b] = s, rep
         log(f"{b:<18}{rep.count:>6}{100 * rep.volume:>10.1f}{100 * rep.surface:>11.1f}"
-            f"{1e3 * rep.surface_max_gap:>8.1f}{1e3 * rep.max_protrusion:>13.2f}{time.perf_counter() - t0:>7.2f}")
-    geoms_vol = {b: sum(g.volume for g in collision_geoms(model, b)) for b in bodies}
-    wv = sum(reports[b].volume * geoms_vol[b] for b in bodies) / max(1e-12, sum(geoms_vol.values()))
+            f"{1e3 * rep.surface_max_gap:>8.1f}{1e3 * rep.max_protrusion:>13.1f}"
+            f"{1e3 * rep.max_protrusion_hull:>14.1f}{time.perf_counter() - t0:>7.2f}")
+    vols = {b: sum(g.volume for g in collision_geoms(model, b)) for b in bodies}
+    wv = sum(reports[b].volume * vols[b] for b in bodies) / max(1e-12, sum(vols.values()))
     total = sum(len(s) for s in spheres.values())
     log(f"{'TOTAL':<18}{total:>6}{100 * wv:>10.1f}{100 * np.mean([r.surface for r in reports.values()]):>11.1f}"
         f"{1e3 * max(r.surface_max_gap for r in reports.values()):>8.1f}"
-        f"{1e3 * max(r.max_protrusion for r in reports.values()):>13.2f}{time.perf_counter() - t_all:>7.2f}"
-        "   (volume: volume-weighted, surface: mean over bodies, gap/protrusion: max)")
+        f"{1e3 * max(r.max_protrusion for r in reports.values()):>13.1f}"
+        f"{1e3 * max(r.max_protrusion_hull for r in reports.values()):>14.1f}"
+        f"{time.perf_counter() - t_all:>7.2f}")
+    log("  (TOTAL volume %: weighted by body volume; surface %: mean over bodies; gap, protrusions: max)")
     cmd = "python -m dex_description.spheres " + " ".join(shlex.quote(a) for a in args.argv)
     save_spheres(out, name, spheres, reports, params, command=cmd, source=source)
     log(f"wrote {out}")
     if args.image:
         img = Path(args.image)
-        render_spheres(model, spheres, img, title=f"{name}: {total} spheres")
+        render_spheres(model, spheres, img, title=f"{name}: {total} spheres (top: over the collision "
+                       f"geoms; bottom: spheres alone)")
         log(f"wrote {img}")
     return {"name": name, "total": total, "volume": wv, "out": out}
 
@@ -1294,10 +1515,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name stored in the YAML (e.g. shadow_right)")
     p.add_argument("--out", help="output YAML (default config/robots/spheres/<name>.yaml)")
     p.add_argument("--margin", type=float, default=0.002, help="allowed protrusion [m] (default 0.002)")
-    p.add_argument("--margin-body", action="append", metavar="BODY=M", help="per-body margin [m]")
     p.add_argument("--max-spheres", type=int, default=12, help="max spheres per body (default 12)")
-    p.add_argument("--max-spheres-body", action="append", metavar="BODY=N", help="per-body max spheres")
     p.add_argument("--coverage-target", type=float, default=0.98, help="volume coverage target (default 0.98)")
+    p.add_argument("--fill", choices=("none", "hull"), default="none",
+                   help="'hull': spheres may fill hollows of a body's convex hull (see fit_spheres)")
+    p.add_argument("--override", action="append", metavar="PATTERN:key=value[,key=value]",
+                   help="per-body parameters, e.g. 'rh_palm:margin=0.007,max_spheres=14' (fnmatch pattern)")
     p.add_argument("--n-samples", type=int, default=6000, help="volume samples per body for the fit")
     p.add_argument("--n-candidates", type=int, default=2000, help="candidate centres per body")
     p.add_argument("--report-samples", type=int, default=20000, help="samples per body for the report")
@@ -1310,37 +1533,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _preset_args(name: str, argv: Sequence[str]) -> list[str]:
+def _preset_args(name: str) -> list[str]:
     pr = PRESETS[name]
     a = ["--model-xml", pr["model"], "--name", name, "--margin", str(pr["margin"]),
-         "--max-spheres", str(pr["max_spheres"]), "--coverage-target", str(pr["coverage_target"])]
-    for b, k in pr.get("max_spheres_body", {}).items():
-        a += ["--max-spheres-body", f"{b}={k}"]
-    for b, k in pr.get("margin_body", {}).items():
-        a += ["--margin-body", f"{b}={k}"]
-    return a + list(argv)
+         "--max-spheres", str(pr["max_spheres"]), "--coverage-target", str(pr["coverage_target"]),
+         "--fill", pr.get("fill", "none")]
+    for pat, upd in pr.get("overrides", {}).items():
+        a += ["--override", pat + ":" + ",".join(f"{k}={v}" for k, v in upd.items())]
+    return a
 
 
 def main_fit(argv: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> int:
-    """Command-line entry: fit, report, save (and render). Returns the exit status.
+    """Command-line entry: fit, report (a table per body, as it goes), save (and render).
 
-    Examples::
+    Returns the exit status (0 ok, 1 error, 2 usage). Examples::
 
-        python -m dex_description.spheres --all
-        python -m dex_description.spheres --preset shadow_right --image docs/images/spheres_shadow_right.png
-        python -m dex_description.spheres --model-xml my.xml --name mine --out /tmp/mine.yaml --margin 0.003
+        python -m dex_description.spheres --all        # every preset -> config/ + docs/images/
+        python -m dex_description.spheres --preset shadow_right --image /tmp/shadow.png
+        python -m dex_description.spheres --model-xml my.xml --name mine --out /tmp/mine.yaml \\
+            --margin 0.003 --max-spheres 6 --override 'base_link:margin=0.01'
+
+    With ``--preset``/``--all`` the preset's options come first, so options given on the command
+    line (e.g. ``--out``, ``--n-samples``, more ``--override``) add to or replace them.
     """
     log = log or (lambda s: print(s, flush=True))
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     try:
         runs = []
         if args.all or args.preset:
             names = sorted(PRESETS) if args.all else [args.preset]
-            rest = [a for a in argv if a not in ("--all",)]
-            if args.preset:
-                i = rest.index("--preset")
-                rest = rest[:i] + rest[i + 2:]
+            rest, skip = [], False
+            for a in argv:
+                if skip:
+                    skip = False
+                elif a == "--preset":
+                    skip = True
+                elif a != "--all" and not a.startswith("--preset="):
+                    rest.append(a)
             for n in names:
                 extra = list(rest)
                 if args.all:
@@ -1348,8 +1581,10 @@ def main_fit(argv: Sequence[str] | None = None, log: Callable[[str], None] | Non
 
                     root = repo_root() or Path.cwd()
                     extra += ["--image", str(root / "docs" / "images" / f"spheres_{n}.png")]
-                a = _parser().parse_args(_preset_args(n, extra))
+                a = _parser().parse_args(_preset_args(n) + extra)
+                pre_ov = _parse_overrides(a.override)
                 a.argv = ["--preset", n] + rest
+                a.override = [f"{p}:" + ",".join(f"{k}={v}" for k, v in u.items()) for p, u in pre_ov.items()]
                 runs.append(_fit_one(a, n, log))
         else:
             if not args.model_xml or not args.name:
@@ -1358,7 +1593,8 @@ def main_fit(argv: Sequence[str] | None = None, log: Callable[[str], None] | Non
             args.argv = argv
             runs.append(_fit_one(args, args.name, log))
         if len(runs) > 1:
-            log("summary: " + ", ".join(f"{r['name']} {r['total']} spheres {100 * r['volume']:.1f}%" for r in runs))
+            log("summary: " + ", ".join(f"{r['name']} {r['total']} spheres, volume {100 * r['volume']:.1f}%"
+                                        for r in runs))
     except DescriptionError as exc:
         log(f"error: {exc}")
         return 1
