@@ -21,13 +21,24 @@ Method (the idea of cuRobo's sphere fitting, implemented from scratch):
 1. sample points uniformly in the volume of the union of the body's collision geoms (rejection
    sampling in each geom's bounding box, mixture weighted by geom volume, each point kept with
    probability ``1/k`` where ``k`` geoms contain it, which makes the mixture uniform on the union);
-2. every candidate centre is a volume sample with radius ``depth + margin``, where ``depth`` is the
-   largest depth over the single geoms (a lower bound of the depth in the union), so a sphere never
-   reaches more than ``margin`` outside the geometry;
+2. candidate centres: the geoms' own centres (and capsule/cylinder axis ends), a subset of the
+   volume samples, and a few samples inside every single geom (so thin plates get candidates);
+   each with radius ``depth + margin``. ``depth`` is the largest single-geom depth (exact for one
+   convex geom: the sphere then reaches at most ``margin`` outside), raised where geoms overlap to
+   an estimate of the depth in the union from dense boundary samples (``union_depth``), or, with
+   ``fill="hull"``, the depth in the convex hull of the body's geoms (spheres may fill hollows);
 3. greedy set cover: repeatedly take the candidate that covers the most still-uncovered volume
    samples until ``coverage_target`` or ``max_spheres`` is reached; then a few rounds of swap
    refinement (replace one sphere by the best other candidate while that covers more) and pruning
-   of spheres that are not needed to reach the target.
+   of spheres that are not needed to reach the target;
+4. :func:`coverage` measures the result on fresh samples: volume and surface coverage, the largest
+   uncovered gap on the surface, and how far the spheres reach outside the geometry (exact
+   distances, on points spread over the sphere surfaces).
+
+Choosing ``margin`` is the trade-off: a sphere on a plate of half-thickness ``t`` covers a disc of
+radius ``sqrt(margin^2 + 2 t margin)`` of it, so thin or flat links need a larger margin (or many
+spheres); the shipped presets (:data:`PRESETS`) use 3 mm on the fingers, 6-10 mm on palms and
+forearms, 12-15 mm on the arms.
 
 Meshes are collided by MuJoCo as their convex hulls; we use the same hull (MuJoCo's own hull vertex
 set when the model carries it, else scipy's hull of all mesh vertices), in the body frame.
@@ -54,10 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-    os.environ["MUJOCO_GL"] = "egl"  # headless: off-screen rendering needs EGL (set before mujoco loads)
-
-import mujoco  # noqa: E402
+import mujoco
 import numpy as np
 import yaml
 from scipy.spatial import ConvexHull, QhullError
@@ -376,7 +384,7 @@ def _ellipsoid_sdf(p: np.ndarray, axes: np.ndarray) -> np.ndarray:
     The closest point is ``x_i = a_i^2 p_i / (a_i^2 + t)`` with ``t`` the root of
     ``sum (a_i p_i / (a_i^2 + t))^2 = 1`` on ``t > -min a_i^2`` (monotone, so bisection converges).
     Degenerate inside points (on the minor axis plane's medial set) are handled by a tiny offset of
-    ``p``; the error there is below 1e-9 m.
+    ``p``; the error there is below 1e-7 m.
     """
     a = np.asarray(axes, dtype=float)
     q = np.maximum(np.abs(p), 1e-12)
@@ -1098,16 +1106,18 @@ def _fmt(x: float) -> str:
 
 
 def _flow(d: dict) -> str:
-    parts = []
-    for k, v in d.items():
+    """One-line YAML flow mapping (keys quoted where YAML needs it, e.g. ``'rh_*distal'``)."""
+
+    def clean(v):
         if isinstance(v, dict):
-            v = _flow(v)
-        elif isinstance(v, float):
-            v = repr(round(v, 6))
-        elif isinstance(v, str):
-            v = yaml.safe_dump(v, default_style=None).strip().removesuffix("...").strip()
-        parts.append(f"{k}: {v}")
-    return "{" + ", ".join(parts) + "}"
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, (np.floating, float)):
+            return round(float(v), 6)
+        if isinstance(v, (np.integer,)):
+            return int(v)
+        return v
+
+    return yaml.safe_dump(clean(d), default_flow_style=True, width=1 << 30, sort_keys=False).strip()
 
 
 def save_spheres(
@@ -1335,7 +1345,7 @@ def render_spheres(
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
     cam.lookat[:] = 0.5 * (lo + hi)
     half = math.radians(m.vis.global_.fovy / 2)
-    cam.distance = 0.7 * radius / math.sin(half) + 1e-3
+    cam.distance = 0.8 * radius / math.sin(half) + 1e-3
     opt = mujoco.MjvOption()
     opt.geomgroup[:] = 1
     palette = np.array([[0.90, 0.25, 0.20], [0.20, 0.55, 0.90], [0.20, 0.75, 0.35],
