@@ -130,6 +130,10 @@ def test_collision_geoms_filters_and_errors(shadow):
     geoms = S.collision_geoms(shadow, "rh_palm")
     assert len(geoms) == 8 and all(g.type_name == "box" for g in geoms)
     assert all(shadow.geom_contype[g.geom_id] or shadow.geom_conaffinity[g.geom_id] for g in geoms)
+    for g in geoms:  # pose in the body frame, straight from the model
+        np.testing.assert_allclose(g.pos, shadow.geom_pos[g.geom_id])
+        q = shadow.geom_quat[g.geom_id]
+        np.testing.assert_allclose(g.quat * np.sign(g.quat[0] * q[0] or 1), q, atol=1e-12)
     with pytest.raises(DescriptionError, match="no body 'nope'"):
         S.collision_geoms(shadow, "nope")
     m = mujoco.MjModel.from_xml_string(

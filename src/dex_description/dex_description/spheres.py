@@ -160,6 +160,13 @@ class CollisionGeom:
         """``"sphere"``, ``"capsule"``, ``"ellipsoid"``, ``"cylinder"``, ``"box"`` or ``"mesh"``."""
         return SUPPORTED_TYPES[self.type]
 
+    @property
+    def quat(self) -> np.ndarray:
+        """Orientation geom -> body as a quaternion ``(w, x, y, z)``."""
+        q = np.zeros(4)
+        mujoco.mju_mat2Quat(q, np.ascontiguousarray(self.rot, dtype=float).ravel())
+        return q
+
     def local_bounds(self) -> np.ndarray:
         """Bounding box (2, 3) [m] in the geom frame (mesh: in the body frame)."""
         s = self.size
