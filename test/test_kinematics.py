@@ -168,3 +168,38 @@ def test_cuda_matches_cpu(robot):
     a = cpu.forward(q).links.pos
     b = gpu.forward(q.cuda()).links.pos.cpu()
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_attached_points_follow_their_links(robot):
+    """Contact points and sphere centres from HandKinematics equal MuJoCo's link pose applied to them."""
+    from dex_description.spheres import load_spheres
+
+    hand = HandKinematics(robot, dtype=torch.float64)
+    n_file = sum(len(r) for _, r in load_spheres(robot.cfg.hand.spheres).values())
+    assert hand.spheres.local.shape[0] == n_file > 20
+    assert hand.contacts.local.shape[0] == sum(len(c.points) for c in robot.cfg.hand.contact_points)
+    gen = torch.Generator().manual_seed(6)
+    q = _random_q(hand.lower, hand.upper, 4, gen)
+    fk = hand.forward(q)
+    model = robot.hand_model
+    data = mujoco.MjData(model)
+    adr = [model.jnt_qposadr[model.joint(j).id] for j in hand.joint_names]
+    for i in range(4):
+        data.qpos[adr] = q[i].numpy()
+        mujoco.mj_kinematics(model, data)
+        for k in range(hand.spheres.local.shape[0]):
+            b = model.body(hand.spheres.group[k]).id
+            want = data.xpos[b] + data.xmat[b].reshape(3, 3) @ hand.spheres.local[k].numpy()
+            assert np.allclose(fk.sphere_centers[i, k].numpy(), want, atol=1e-12)
+        for k, body in enumerate(hand.contacts.body_index.tolist()):
+            b = model.body(hand.tree.body_names[body]).id
+            want = data.xpos[b] + data.xmat[b].reshape(3, 3) @ hand.contacts.local[k].numpy()
+            assert np.allclose(fk.contact_points[i, k].numpy(), want, atol=1e-12)
+
+
+def test_robot_spheres_cover_arm_and_hand(robot):
+    kin = RobotKinematics(robot, dtype=torch.float64)
+    bodies = set(kin.spheres.group)
+    assert "wrist_3_link" in bodies and robot.cfg.hand.root_body in bodies
+    q = torch.zeros(1, kin.n_joints, dtype=torch.float64)
+    assert kin.sphere_centers(kin.forward(q)).shape == (1, len(kin.spheres.group), 3)

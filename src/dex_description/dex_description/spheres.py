@@ -1399,13 +1399,13 @@ def render_spheres(
 #: ``overrides``: body-name pattern -> parameters (see :func:`body_params`).
 PRESETS: dict[str, dict] = {
     "ur10e": dict(
-        model="manipulators/ur10/assets/ur10e.xml", margin=0.015, max_spheres=10, coverage_target=0.99,
+        model="robot:ur10e_shadow:arm", margin=0.015, max_spheres=10, coverage_target=0.99,
     ),
     "ur5e": dict(
-        model="manipulators/ur5/assets/ur5e.xml", margin=0.012, max_spheres=10, coverage_target=0.99,
+        model="robot:ur5e_leap:arm", margin=0.012, max_spheres=10, coverage_target=0.99,
     ),
     "shadow_right": dict(
-        model="grippers/shadow/assets/right_hand.xml", margin=0.003, max_spheres=3, coverage_target=0.98,
+        model="robot:ur10e_shadow:hand", margin=0.003, max_spheres=3, coverage_target=0.98,
         overrides={
             "rh_*knuckle": {"max_spheres": 2},
             "rh_[fmrl]fmiddle": {"max_spheres": 2},
@@ -1417,7 +1417,7 @@ PRESETS: dict[str, dict] = {
         },
     ),
     "leap_right": dict(
-        model="grippers/leap/assets/right_hand.xml", margin=0.005, max_spheres=4, coverage_target=0.98,
+        model="robot:ur5e_leap:hand", margin=0.005, max_spheres=4, coverage_target=0.98,
         fill="hull",
         overrides={"palm": {"margin": 0.006, "max_spheres": 14}},
     ),
@@ -1435,13 +1435,40 @@ def load_model(path: str | Path) -> mujoco.MjModel:
         raise ModelFileError(path, f"does not compile: {exc}") from exc
 
 
-def _resolve_model(arg: str) -> tuple[Path, str]:
-    p = Path(arg)
-    if p.is_file():
-        return p, arg
-    from dex_description.models import model_file
+def _resolve_model(arg: str) -> tuple[mujoco.MjModel, str, list[str] | None]:
+    """``robot:<combo>:arm|hand`` (the *normalised* models, with the YAML's model fixes), an MJCF
+    path, or a path inside the model source. Returns (model, label, bodies to fit or None = all)."""
+    if arg.startswith("robot:"):
+        from dex_description.compose import load_robot
 
-    return model_file(arg), arg
+        try:
+            _, combo, part = arg.split(":")
+        except ValueError:
+            raise DescriptionError(f"expected robot:<combo>:arm|hand, got '{arg}'") from None
+        robot = load_robot(combo, check=False)
+        if part == "hand":
+            return robot.hand_model, arg, None
+        if part == "arm":
+            model = robot.model
+            hand_root = model.body(robot.cfg.hand.root_body).id
+            hand = {b for b in range(model.nbody) if _in_subtree(model, b, hand_root)}
+            arm = [b for b in bodies_with_collision(model) if model.body(b).id not in hand]
+            return model, arg, arm
+        raise DescriptionError(f"expected robot:<combo>:arm|hand, got '{arg}'")
+    p = Path(arg)
+    if not p.is_file():
+        from dex_description.models import model_file
+
+        p = model_file(arg)
+    return load_model(p), arg, None
+
+
+def _in_subtree(model: mujoco.MjModel, body: int, root: int) -> bool:
+    while body > 0:
+        if body == root:
+            return True
+        body = int(model.body_parentid[body])
+    return False
 
 
 def _default_out(name: str) -> Path:
@@ -1474,8 +1501,7 @@ def _parse_overrides(items: Sequence[str] | None) -> dict[str, dict]:
 
 
 def _fit_one(args, name: str, log: Callable[[str], None]) -> dict:
-    xml, source = _resolve_model(args.model_xml)
-    model = load_model(xml)
+    model, source, part_bodies = _resolve_model(args.model_xml)
     out = Path(args.out) if args.out else _default_out(name)
     overrides = _parse_overrides(args.override)
     base = {"max_spheres": args.max_spheres, "margin": args.margin, "coverage_target": args.coverage_target,
@@ -1493,7 +1519,7 @@ def _fit_one(args, name: str, log: Callable[[str], None]) -> dict:
         f"{'hull prot mm':>14}{'s':>7}")
     reports: dict[str, CoverageReport] = {}
     t_all = time.perf_counter()
-    bodies = args.bodies or bodies_with_collision(model)
+    bodies = args.bodies or part_bodies or bodies_with_collision(model)
     spheres: dict[str, SphereSet] = {}
     for b in bodies:
         t0 = time.perf_counter()
