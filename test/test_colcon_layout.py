@@ -166,3 +166,19 @@ def test_colcon_build_workspace(tmp_path: Path) -> None:
     for name in python_packages:
         if (ws / "src" / name / name / "__init__.py").is_file():
             assert origins[name] and Path(origins[name]).is_relative_to(install / name), origins
+
+    # config is found in the install space without AMENT_PREFIX_PATH (nothing sourced)
+    find_config = ("import json\n"
+                   "from dex_description.paths import config_dir\n"
+                   "from dex_description.config import list_robots, load_robot_config\n"
+                   "cfg = load_robot_config('ur5e_leap')\n"
+                   "print(json.dumps({'config': str(config_dir()), 'robots': list_robots(),\n"
+                   "                  'spheres': str(cfg.hand.spheres), 'exists': cfg.hand.spheres.is_file()}))\n")
+    bare_env = {k: v for k, v in env.items() if k not in ("AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "COLCON_PREFIX_PATH")}
+    bare_env["PYTHONPATH"] = str(install / "dex_description" / py_dir)
+    found = subprocess.run([sys.executable, "-c", find_config], cwd=tmp_path, env=bare_env,
+                           capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, check=False)
+    assert found.returncode == 0, found.stderr
+    info = json.loads(found.stdout.strip().splitlines()[-1])
+    assert Path(info["config"]).is_relative_to(install / "dex_description" / "share" / "dex_description"), info
+    assert {"ur10e_shadow", "ur5e_leap"} <= set(info["robots"]) and info["exists"], info

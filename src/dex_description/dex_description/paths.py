@@ -21,10 +21,12 @@ _HERE = Path(__file__).resolve()
 
 
 def repo_root() -> Path | None:
-    """The source checkout this module runs from, or ``None`` when it runs from an install."""
-    for parent in _HERE.parents:
-        if (parent / "src" / "dex_description" / "package.xml").is_file() and (parent / "config").is_dir():
-            return parent
+    """The source checkout this module runs from (``<root>/src/dex_description/dex_description/``,
+    also through ``pip install -e`` or colcon's ``--symlink-install``), or ``None`` when it runs
+    from an install (a colcon install space inside a checkout does not count)."""
+    root = _HERE.parents[3]
+    if _HERE.parents[1] == root / "src" / "dex_description" and (root / "config").is_dir():
+        return root
     return None
 
 
