@@ -32,9 +32,10 @@ def test_wheel_install_finds_config(tmp_path):
     assert not any(n.startswith("dex_interfaces") for n in names)  # built separately, never shadowed
 
     # install into a throw-away prefix and import from there, away from the checkout
+    # (--ignore-installed: never uninstall the developer's editable install from the running venv)
     prefix = tmp_path / "prefix"
     inst = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix), str(wheel)],
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed", "-q", "--prefix", str(prefix), str(wheel)],
         capture_output=True, text=True, timeout=300,
     )
     assert inst.returncode == 0, inst.stderr[-3000:]

@@ -274,10 +274,6 @@ def _apply_hand_servos(up: _Upstream, hand: HandConfig, cfg_path: Path) -> list[
     return names
 
 
-def _order_actuators(spec: mujoco.MjSpec, names: list[str]) -> None:
-    """Nothing to do: add order == config order for arms; hands keep upstream order (looked up by name)."""
-
-
 def load_hand_spec(hand: HandConfig, source: str, cfg_path: Path) -> tuple[mujoco.MjSpec, list[str]]:
     """The normalised hand spec (root at its own origin, no freejoint) and its actuator names in config order."""
     up = _load_upstream(hand.model, source)

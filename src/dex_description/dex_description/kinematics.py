@@ -307,41 +307,29 @@ class HandFK:
     sphere_radii: torch.Tensor
 
 
-class HandKinematics:
-    """Floating hand: ``world_T_root`` (B, 4, 4) + hand joints (B, n) -> links, contacts, spheres.
+class _RobotPart:
+    """Shared by :class:`HandKinematics` and :class:`RobotKinematics`: a tree over some joints of a
+    robot's model, its joint limits, and attached points rebuilt on every device/dtype change."""
 
-    Args:
-        robot: A :class:`~dex_description.compose.Robot` or a robot name; its hand is used.
-        device, dtype: Where and in which precision to compute.
-        with_spheres: Load the collision spheres (needs the sphere file of the hand).
-    """
-
-    def __init__(self, robot: Robot | str, device="cpu", dtype=torch.float32, with_spheres: bool = True):
+    def __init__(self, robot: Robot | str, model: mujoco.MjModel, joints: Sequence[str], root_body: str,
+                 device, dtype, with_spheres: bool):
         self.robot = load_robot(robot, check=False) if isinstance(robot, str) else robot
-        cfg = self.robot.cfg.hand
-        self.cfg = cfg
-        model = self.robot.hand_model
-        self.tree = KinematicTree(model, cfg.joints, cfg.root_body, device, dtype)
-        self.joint_names = cfg.joints
-        ranges = np.array([model.jnt_range[model.joint(j).id] for j in cfg.joints])
+        self.joint_names = tuple(joints)
+        self.tree = KinematicTree(model, self.joint_names, root_body, device, dtype)
+        ranges = np.array([model.jnt_range[model.joint(j).id] for j in self.joint_names])
         self._lower_np, self._upper_np = ranges[:, 0], ranges[:, 1]
         self._with_spheres = with_spheres
-        self._build(device, dtype)
 
     def _build(self, device, dtype) -> None:
         self.device, self.dtype = torch.device(device), dtype
         self.lower = torch.as_tensor(self._lower_np, dtype=dtype, device=device)
         self.upper = torch.as_tensor(self._upper_np, dtype=dtype, device=device)
-        names = self.tree.body_names
-        self.contacts = _contact_points(self.cfg, names, device, dtype)
-        self.spheres = (
-            _sphere_points([self.cfg.spheres], names, device, dtype) if self._with_spheres else AttachedPoints.empty(device, dtype)
-        )
-        a = self.cfg.actuation_matrix()
-        self._actuation = torch.as_tensor(a, dtype=dtype, device=device)
-        self._split = torch.as_tensor(a.T / np.maximum(a.sum(axis=1), 1.0)[None, :], dtype=dtype, device=device)
+        self._build_points(device, dtype)
 
-    def to(self, device=None, dtype=None) -> "HandKinematics":
+    def _build_points(self, device, dtype) -> None:
+        raise NotImplementedError
+
+    def to(self, device=None, dtype=None):
         """Move to another device/precision (in place); returns self."""
         device = device or self.device
         dtype = dtype or self.dtype
@@ -352,6 +340,32 @@ class HandKinematics:
     @property
     def n_joints(self) -> int:
         return self.tree.n_joints
+
+
+class HandKinematics(_RobotPart):
+    """Floating hand: ``world_T_root`` (B, 4, 4) + hand joints (B, n) -> links, contacts, spheres.
+
+    Args:
+        robot: A :class:`~dex_description.compose.Robot` or a robot name; its hand is used.
+        device, dtype: Where and in which precision to compute.
+        with_spheres: Load the collision spheres (needs the sphere file of the hand).
+    """
+
+    def __init__(self, robot: Robot | str, device="cpu", dtype=torch.float32, with_spheres: bool = True):
+        robot = load_robot(robot, check=False) if isinstance(robot, str) else robot
+        self.cfg = robot.cfg.hand
+        super().__init__(robot, robot.hand_model, self.cfg.joints, self.cfg.root_body, device, dtype, with_spheres)
+        self._build(device, dtype)
+
+    def _build_points(self, device, dtype) -> None:
+        names = self.tree.body_names
+        self.contacts = _contact_points(self.cfg, names, device, dtype)
+        self.spheres = (
+            _sphere_points([self.cfg.spheres], names, device, dtype) if self._with_spheres else AttachedPoints.empty(device, dtype)
+        )
+        a = self.cfg.actuation_matrix()
+        self._actuation = torch.as_tensor(a, dtype=dtype, device=device)
+        self._split = torch.as_tensor(a.T / np.maximum(a.sum(axis=1), 1.0)[None, :], dtype=dtype, device=device)
 
     def joints_from_actuated(self, u: torch.Tensor) -> torch.Tensor:
         """(B, n_act) actuator values -> (B, n) joints; a coupled sum is split equally (Shadow J1 = J2 = J0 / 2)."""
@@ -375,7 +389,7 @@ class HandKinematics:
         )
 
 
-class RobotKinematics:
+class RobotKinematics(_RobotPart):
     """Arm + hand: ``q`` = arm joints then hand joints, (B, 6 + n_hand) -> links, flange, spheres (world).
 
     Args:
@@ -385,24 +399,17 @@ class RobotKinematics:
     """
 
     def __init__(self, robot: Robot | str, device="cpu", dtype=torch.float32, with_spheres: bool = True):
-        self.robot = load_robot(robot, check=False) if isinstance(robot, str) else robot
-        cfg = self.robot.cfg
-        self.cfg = cfg
-        model = self.robot.model
-        self.joint_names = tuple(cfg.arm.joints) + tuple(cfg.hand.joints)
-        self.tree = KinematicTree(model, self.joint_names, cfg.arm.base_body, device, dtype)
-        ranges = np.array([model.jnt_range[model.joint(j).id] for j in self.joint_names])
-        self._lower_np, self._upper_np = ranges[:, 0], ranges[:, 1]
-        site = model.site(cfg.arm.flange_site)
+        robot = load_robot(robot, check=False) if isinstance(robot, str) else robot
+        self.cfg = robot.cfg
+        model = robot.model
+        super().__init__(robot, model, tuple(self.cfg.arm.joints) + tuple(self.cfg.hand.joints), self.cfg.arm.base_body,
+                         device, dtype, with_spheres)
+        site = model.site(self.cfg.arm.flange_site)
         self._flange_body = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, int(model.site_bodyid[site.id]))
         self._flange_local = (_quat_to_mat_np(model.site_quat[site.id]), model.site_pos[site.id].copy())
-        self._with_spheres = with_spheres
         self._build(device, dtype)
 
-    def _build(self, device, dtype) -> None:
-        self.device, self.dtype = torch.device(device), dtype
-        self.lower = torch.as_tensor(self._lower_np, dtype=dtype, device=device)
-        self.upper = torch.as_tensor(self._upper_np, dtype=dtype, device=device)
+    def _build_points(self, device, dtype) -> None:
         self.spheres = (
             _sphere_points([self.cfg.arm.spheres, self.cfg.hand.spheres], self.tree.body_names, device, dtype)
             if self._with_spheres
@@ -410,17 +417,6 @@ class RobotKinematics:
         )
         self._flange_rot = torch.as_tensor(self._flange_local[0], dtype=dtype, device=device)
         self._flange_pos = torch.as_tensor(self._flange_local[1], dtype=dtype, device=device)
-
-    def to(self, device=None, dtype=None) -> "RobotKinematics":
-        device = device or self.device
-        dtype = dtype or self.dtype
-        self.tree.to(device, dtype)
-        self._build(device, dtype)
-        return self
-
-    @property
-    def n_joints(self) -> int:
-        return self.tree.n_joints
 
     def forward(self, q: torch.Tensor) -> FKResult:
         """Link poses (world) for ``q`` (B, 6 + n_hand)."""
