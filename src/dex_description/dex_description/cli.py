@@ -41,7 +41,7 @@ def _info(args) -> int:
     print(f"  arm  {cfg.arm.name}: {len(cfg.arm.joints)} joints, flange site '{cfg.arm.flange_site}'")
     print(f"  hand {cfg.hand.name}: {len(cfg.hand.joints)} joints / {len(cfg.hand.actuated)} actuated, root '{cfg.hand.root_body}'")
     print(f"  composed: nq={model.nq} nu={model.nu} nbody={model.nbody} ngeom={model.ngeom}; floating hand: nq={hand.nq} nu={hand.nu}")
-    print(f"  contact points: " + ", ".join(f"{c.finger}:{len(c.points)}@{c.body}" for c in cfg.hand.contact_points))
+    print("  contact points: " + ", ".join(f"{c.finger}:{len(c.points)}@{c.body}" for c in cfg.hand.contact_points))
     for key in ("home", "pre_shape"):
         print(f"  key '{key}': ctrl[:8] = {model.key(key).ctrl[:8].round(3).tolist()} ...")
     return 0

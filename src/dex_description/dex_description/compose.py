@@ -29,7 +29,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-from dex_description.config import ArmConfig, HandConfig, RobotConfig, ServoConfig, load_robot_config
+from dex_description.config import ArmConfig, HandConfig, RobotConfig, load_robot_config
 from dex_description.errors import ModelFileError, RobotConfigError
 from dex_description.models import load_manifest, model_file, source_dir
 

@@ -11,7 +11,7 @@ Units: [m], [rad], [s]. Quaternions (w, x, y, z). Vectors over joints follow the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
