@@ -1,7 +1,7 @@
 """colcon (ament_python) entry for dex_description; the pip path installs it from the root pyproject.toml.
 
-The robot YAMLs live in the repository's top-level ``config/robots``; they are installed into
-``share/dex_description/config/robots`` where :mod:`dex_description.paths` finds them.
+The repository's top-level ``config/`` (robots, model manifests, graph, objects, calibration) is
+installed into ``share/dex_description/config`` where :mod:`dex_description.paths` finds it.
 """
 import glob
 import os
@@ -31,8 +31,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + PKG]),
         ("share/" + PKG, ["package.xml"]),
     ]
-    + _tree(os.path.join(CONFIG, "robots"), f"share/{PKG}/config/robots")
-    + _tree(os.path.join(CONFIG, "models"), f"share/{PKG}/config/models"),
+    + _tree(CONFIG, f"share/{PKG}/config"),
     install_requires=["setuptools"],
     zip_safe=True,
     license="Apache-2.0",

@@ -12,5 +12,5 @@ setup(
     install_requires=["setuptools"],
     zip_safe=True,
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["sim_node = dex_sim.node:main"]},
 )

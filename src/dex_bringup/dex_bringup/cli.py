@@ -3,6 +3,8 @@
 Subcommands::
 
     dexgrasp demo                 headless demo (see dex_bringup.demo)
+    dexgrasp launch sim|real [name:=value ...] [--print]
+                                  start the node graph (config/graph/dexgrasp.yaml) as processes
     dexgrasp build-interfaces     build src/dex_interfaces into the active venv (source checkout)
 """
 
@@ -24,6 +26,7 @@ def _build_interfaces(argv: list[str]) -> int:
 
 COMMANDS = {
     "demo": ("dex_bringup.demo", "main"),
+    "launch": ("dex_bringup.launcher", "main"),
 }
 
 
