@@ -18,5 +18,5 @@ setup(
     install_requires=["setuptools"],
     zip_safe=True,
     license="Apache-2.0",
-    entry_points={"console_scripts": ["dexgrasp = dex_bringup.cli:main"]},
+    entry_points={"console_scripts": ["dexgrasp = dex_bringup.cli:main", "robot_markers = dex_bringup.robot_markers:main"]},
 )

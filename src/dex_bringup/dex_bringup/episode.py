@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 STAGES = ("perceive", "propose", "plan", "reach", "preshape", "approach", "squeeze", "lift", "verify", "done")
