@@ -758,6 +758,12 @@ class SimEnv:
         return write_calibration(path, info.world_T_optical, info.base_frame, info.frame_id,
                                  note=f"dexgrasp sim scene camera ({self.robot.name}); exact, not estimated")
 
+    def snapshot(self) -> "Snapshot":
+        """The state a renderer needs, copied (cheap): hand it to a :class:`SnapshotRenderer` in
+        another thread while this env keeps stepping."""
+        d = self.data
+        return Snapshot(self.model, d.qpos.copy(), d.mocap_pos.copy(), d.mocap_quat.copy(), float(d.time), self._camera_id)
+
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
@@ -768,3 +774,52 @@ class SimEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A copy of what rendering needs (see :meth:`SimEnv.snapshot`). ``time`` [s] sim time."""
+
+    model: mujoco.MjModel
+    qpos: np.ndarray
+    mocap_pos: np.ndarray
+    mocap_quat: np.ndarray
+    time: float
+    camera_id: int
+
+
+class SnapshotRenderer:
+    """Renders :class:`Snapshot` s with its own GL context and MjData: use it from ONE thread (the
+    one that created it), e.g. a camera thread, while the env steps elsewhere. A new model (after a
+    reset that changed the objects) gets a new context automatically."""
+
+    def __init__(self, camera: scene_mod.CameraConfig):
+        self.camera = camera
+        self._model: mujoco.MjModel | None = None
+        self._data: mujoco.MjData | None = None
+        self._renderer: RGBDRenderer | None = None
+
+    def _prepare(self, snap: Snapshot) -> None:
+        if snap.model is not self._model:
+            self.close()
+            self._model = snap.model
+            self._data = mujoco.MjData(snap.model)
+            self._renderer = RGBDRenderer(snap.model, self.camera.width, self.camera.height, far=self.camera.far)
+        d = self._data
+        d.qpos[:] = snap.qpos
+        d.mocap_pos[:] = snap.mocap_pos
+        d.mocap_quat[:] = snap.mocap_quat
+        d.time = snap.time
+        mujoco.mj_kinematics(self._model, d)
+        mujoco.mj_camlight(self._model, d)
+
+    def render(self, snap: Snapshot) -> RGBD:
+        self._prepare(snap)
+        return self._renderer.render(self._data, snap.camera_id)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+        self._renderer = None
+        self._model = None
+        self._data = None

@@ -23,6 +23,12 @@ class RGBD:
     depth: np.ndarray
 
 
+def depth_to_mm(depth: np.ndarray) -> np.ndarray:
+    """Metric depth (H, W) float [m], NaN invalid -> uint16 [mm], 0 invalid (RealSense 16UC1)."""
+    mm = np.nan_to_num(np.asarray(depth, dtype=np.float64) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(np.rint(mm), 0, 65535).astype(np.uint16)
+
+
 class RGBDRenderer:
     """Renders RGB and depth from a named camera; one GL context, reused.
 
