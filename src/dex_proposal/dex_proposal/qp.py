@@ -1,0 +1,344 @@
+"""Lower-level problem of BODex: a batched friction-pyramid QP and its envelope gradient (torch).
+
+For each grasp ``b`` of a batch and each desired wrench direction ``t_j`` (six: +-x, +-y, +-z
+forces, zero torque), the lower level asks for contact forces that best produce ``beta t_j``::
+
+    Q_j = min_f || beta t_j - sum_i G_i f_i ||^2
+          s.t.  f_i in the 8-edge friction pyramid of contact i, its normal part <= 1,
+                sum_i (normal part of f_i) >= gamma.
+
+Conventions (stated once):
+
+* ``points`` (B, m, 3) [m] contact positions and ``normals`` (B, m, 3) *inward* unit normals (the
+  direction a finger pushes, into the object), world frame; ``center`` (B, 3) [m] is the wrench
+  reference point (the object's centre). Torques are divided by ``torque_length`` [m] so that
+  force and torque rows are commensurate (a scale-free energy: ``r x f / L``).
+* The pyramid is parameterised by non-negative edge weights: contact ``i`` applies
+  ``f_i = sum_k lam_ik (n_i + mu (cos th_k d_i + sin th_k e_i))``, ``th_k = 2 pi k / 8``, so its
+  normal part is ``sum_k lam_ik``. The edges lie on the Coulomb cone (inscribed pyramid, the
+  conservative choice). The wrench basis ``W`` (B, 6, 8m) stacks the edges' wrenches.
+* In these variables the constraints do not depend on the grasp, only ``W`` does. The QP
+  (``min ||b - W lam||^2``, ``lam >= 0``, per-contact ``sum_k lam_ik <= 1``, ``sum lam >= gamma``)
+  is solved by a batched OSQP-style ADMM (:class:`PyramidQP`): one ``(8m x 8m)`` linear system per
+  problem, factorised once per solve and reused by every iteration, so an iteration is a few
+  batched mat-vecs (CPU or CUDA). Warm starts carry ``(x, z, y, rho)`` from one upper-level
+  iteration to the next.
+* Gradient: by the envelope theorem (constraints independent of ``W``),
+  ``dQ/dW = -2 (b - W lam*) lam*^T``. :func:`grasp_energy` evaluates ``||b - W(points, normals)
+  lam*.detach()||^2`` in autograd, which yields exactly that gradient w.r.t. the contact points and
+  normals (and, through them, the hand pose).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from dex_proposal.errors import ConfigError, ShapeError
+
+N_EDGES = 8
+_INF = 1e20
+
+
+@dataclass(frozen=True)
+class QPConfig:
+    """Lower-level problem and solver settings.
+
+    Attributes:
+        mu: Friction coefficient of the pyramid [-] (synthesis may use less than the simulator's).
+        beta: Magnitude of the desired wrench [-] (in units of the per-contact normal-force bound).
+        gamma: Minimum total normal force [-] (avoids the trivial zero solution).
+        n_edges: Pyramid edges (8 as in BODex).
+        rho: Initial ADMM penalty.
+        sigma: ADMM proximal regularisation.
+        alpha: ADMM over-relaxation (1.6 as in OSQP).
+        iters: ADMM iterations per call (warm-started calls need few).
+        adapt_every: Re-balance ``rho`` every this many iterations (0: never).
+        eps_abs, eps_rel: Stopping tolerances (checked every ``check_every`` iterations).
+        check_every: Convergence check period; 0 = run exactly ``iters`` iterations.
+    """
+
+    mu: float = 0.5
+    beta: float = 1.0
+    gamma: float = 1.0
+    n_edges: int = N_EDGES
+    rho: float = 0.5
+    sigma: float = 1e-6
+    alpha: float = 1.6
+    iters: int = 30
+    adapt_every: int = 0
+    eps_abs: float = 1e-6
+    eps_rel: float = 1e-6
+    check_every: int = 0
+
+    def validated(self) -> "QPConfig":
+        for name in ("mu", "beta", "gamma", "rho", "sigma"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"qp.{name}", f"must be > 0, got {getattr(self, name)}")
+        if not 0 < self.alpha < 2:
+            raise ConfigError("qp.alpha", f"must be in (0, 2), got {self.alpha}")
+        if self.n_edges < 3:
+            raise ConfigError("qp.n_edges", f"must be >= 3, got {self.n_edges}")
+        if self.iters < 1:
+            raise ConfigError("qp.iters", f"must be >= 1, got {self.iters}")
+        return self
+
+
+def reference_config() -> QPConfig:
+    """Settings that solve to high accuracy (tests, reference values): adaptive rho, 1e-10 tolerances
+    (ADMM's tail is slow: up to 8000 iterations)."""
+    return QPConfig(iters=8000, adapt_every=25, eps_abs=1e-10, eps_rel=1e-10, check_every=25)
+
+
+def force_directions(dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """(6, 6) desired unit wrenches ``t_j``: +x, -x, +y, -y, +z, -z forces with zero torque."""
+    t = torch.zeros(6, 6, dtype=dtype, device=device)
+    for j in range(3):
+        t[2 * j, j] = 1.0
+        t[2 * j + 1, j] = -1.0
+    return t
+
+
+def tangent_basis(normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two unit tangents ``d, e`` (..., 3) with ``d x e = n`` for unit normals ``n`` (..., 3).
+
+    The helper axis is z unless ``|n_z| > 0.9`` (then x): smooth everywhere except at that switch,
+    where the pyramid only turns about ``n`` (the energy changes by the pyramid's small anisotropy).
+    """
+    ez = torch.zeros_like(normals)
+    ez[..., 2] = 1.0
+    ex = torch.zeros_like(normals)
+    ex[..., 0] = 1.0
+    helper = torch.where(normals[..., 2:3].abs() > 0.9, ex, ez)
+    e = torch.cross(normals, helper, dim=-1)
+    e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    d = torch.cross(e, normals, dim=-1)
+    return d, e
+
+
+def wrench_basis(points: torch.Tensor, normals: torch.Tensor, center: torch.Tensor, mu: float,
+                 torque_length: torch.Tensor | float, n_edges: int = N_EDGES) -> torch.Tensor:
+    """Wrench of every pyramid edge, ``W`` (B, 6, n_edges * m), differentiable.
+
+    Args:
+        points: (B, m, 3) contact positions [m].
+        normals: (B, m, 3) inward unit normals.
+        center: (B, 3) or (3,) wrench reference point [m].
+        mu: Friction coefficient.
+        torque_length: Scalar or (B,) [m]; torques are divided by it.
+        n_edges: Pyramid edges.
+
+    Column ``i * n_edges + k`` is edge ``k`` of contact ``i``: ``[F_ik; (p_i - c) x F_ik / L]``.
+    """
+    if points.ndim != 3 or points.shape[-1] != 3 or normals.shape != points.shape:
+        raise ShapeError(f"points and normals must both be (B, m, 3), got {tuple(points.shape)}, {tuple(normals.shape)}")
+    batch, m, _ = points.shape
+    d, e = tangent_basis(normals)
+    th = torch.arange(n_edges, dtype=points.dtype, device=points.device) * (2 * math.pi / n_edges)
+    c, s = torch.cos(th), torch.sin(th)
+    forces = normals[:, :, None, :] + mu * (c[None, None, :, None] * d[:, :, None, :] + s[None, None, :, None] * e[:, :, None, :])
+    center = center.expand(batch, 3) if center.ndim == 1 else center
+    length = torch.as_tensor(torque_length, dtype=points.dtype, device=points.device)
+    length = length.reshape(-1, 1, 1, 1) if length.ndim == 1 else length
+    arm = (points - center[:, None, :])[:, :, None, :].expand_as(forces)
+    torques = torch.cross(arm, forces, dim=-1) / length
+    w = torch.cat([forces, torques], -1)  # (B, m, E, 6)
+    return w.reshape(batch, m * n_edges, 6).transpose(1, 2)
+
+
+@dataclass
+class QPState:
+    """ADMM iterate of a batch of problems, for warm starts. Shapes (B, J, n) with ``n`` variables
+    and ``n + m + 1`` constraints; ``rho`` (B, J)."""
+
+    x: torch.Tensor
+    z: torch.Tensor
+    y: torch.Tensor
+    rho: torch.Tensor
+
+    def detach(self) -> "QPState":
+        return QPState(self.x.detach(), self.z.detach(), self.y.detach(), self.rho.detach())
+
+    def select(self, index: torch.Tensor) -> "QPState":
+        """Rows ``index`` of the batch (for re-ranking / pruning)."""
+        return QPState(self.x[index], self.z[index], self.y[index], self.rho[index])
+
+
+@dataclass
+class QPSolution:
+    """Solution of a batch: ``lam`` (B, J, n) edge weights, ``value`` (B, J) = ||b - W lam||^2,
+    ``prim_res``/``dual_res`` (B, J) ADMM residuals (inf-norm), ``iters`` run, ``state`` for warm starts."""
+
+    lam: torch.Tensor
+    value: torch.Tensor
+    prim_res: torch.Tensor
+    dual_res: torch.Tensor
+    iters: int
+    state: QPState
+
+
+class PyramidQP:
+    """Batched ADMM for ``min ||b_j - W lam||^2`` over the friction-pyramid set (no autograd).
+
+    Args:
+        n_contacts: ``m``.
+        cfg: Solver settings.
+
+    Standard form ``min 1/2 x^T P x + q^T x`` s.t. ``l <= A x <= u`` with ``P = W^T W``,
+    ``q = -W^T b``, ``A = [I; S; 1^T]`` (``S`` sums each contact's edges), ``l = [0; 0; gamma]``,
+    ``u = [inf; 1; inf]``. ``A^T A`` is constant, so the KKT matrix ``P + sigma I + rho A^T A`` is
+    factorised by one batched Cholesky per solve (and per rho change).
+    """
+
+    def __init__(self, n_contacts: int, cfg: QPConfig | None = None):
+        self.cfg = (cfg or QPConfig()).validated()
+        self.m = int(n_contacts)
+        if self.m < 1:
+            raise ConfigError("qp.n_contacts", "need at least one contact")
+        self.n = self.m * self.cfg.n_edges
+
+    # structured constraint operator -----------------------------------------------------------
+    def _A(self, x: torch.Tensor) -> torch.Tensor:
+        per = x.reshape(*x.shape[:-1], self.m, self.cfg.n_edges).sum(-1)
+        return torch.cat([x, per, x.sum(-1, keepdim=True)], -1)
+
+    def _AT(self, v: torch.Tensor) -> torch.Tensor:
+        n, m = self.n, self.m
+        vi, vs, v1 = v[..., :n], v[..., n:n + m], v[..., n + m:]
+        return vi + vs.repeat_interleave(self.cfg.n_edges, dim=-1) + v1
+
+    def _bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, m = self.n, self.m
+        lo = torch.cat([torch.zeros(n), torch.zeros(m), torch.full((1,), self.cfg.gamma)]).to(like)
+        hi = torch.cat([torch.full((n,), _INF), torch.ones(m), torch.full((1,), _INF)]).to(like)
+        return lo, hi
+
+    def _ata(self, like: torch.Tensor) -> torch.Tensor:
+        n, e = self.n, self.cfg.n_edges
+        eye = torch.eye(n, dtype=like.dtype, device=like.device)
+        block = torch.block_diag(*[torch.ones(e, e, dtype=like.dtype, device=like.device)] * self.m)
+        return eye + block + torch.ones(n, n, dtype=like.dtype, device=like.device)
+
+    def _factor(self, P: torch.Tensor, rho: torch.Tensor, ata: torch.Tensor) -> torch.Tensor:
+        """Inverse (B, J or 1, n, n) of the KKT matrix ``P + sigma I + rho A^T A`` (SPD, >= rho I),
+        by batched Cholesky; one per grasp when every direction shares its rho (ReLU-QP style:
+        the iterations are then plain batched mat-vecs)."""
+        eye = torch.eye(self.n, dtype=P.dtype, device=P.device)
+        if bool((rho == rho[:, :1]).all()):
+            rho = rho[:, :1]
+        kkt = P[:, None] + self.cfg.sigma * eye + rho[..., None, None] * ata
+        return torch.cholesky_inverse(torch.linalg.cholesky(kkt))
+
+    def initial_state(self, batch: int, n_dir: int, dtype, device) -> QPState:
+        """A feasible start: every contact pushes ``gamma / m`` spread over its edges."""
+        x = torch.full((batch, n_dir, self.n), self.cfg.gamma / self.n, dtype=dtype, device=device)
+        z = self._A(x)
+        y = torch.zeros_like(z)
+        rho = torch.full((batch, n_dir), self.cfg.rho, dtype=dtype, device=device)
+        return QPState(x, z, y, rho)
+
+    @torch.no_grad()
+    def solve(self, W: torch.Tensor, b: torch.Tensor, state: QPState | None = None,
+              iters: int | None = None) -> QPSolution:
+        """Solve for every grasp and every direction.
+
+        Args:
+            W: (B, 6, n) wrench basis (:func:`wrench_basis`).
+            b: (J, 6) desired wrenches (already scaled by beta).
+            state: Warm start (shapes must match) or None.
+            iters: Override ``cfg.iters``.
+        """
+        cfg = self.cfg
+        W = W.detach()
+        if W.ndim != 3 or W.shape[1] != 6 or W.shape[2] != self.n:
+            raise ShapeError(f"W must be (B, 6, {self.n}), got {tuple(W.shape)}")
+        batch, n_dir = W.shape[0], b.shape[0]
+        if state is None or state.x.shape != (batch, n_dir, self.n):
+            state = self.initial_state(batch, n_dir, W.dtype, W.device)
+        x, z, y, rho = state.x.clone(), state.z.clone(), state.y.clone(), state.rho.clone()
+        P = W.transpose(1, 2) @ W  # (B, n, n)
+        q = -torch.einsum("bkn,jk->bjn", W, b)  # (B, J, n)
+        lo, hi = self._bounds(W)
+        ata = self._ata(W)
+        kinv = self._factor(P, rho, ata)
+        iters = iters or cfg.iters
+        a, sigma = cfg.alpha, cfg.sigma
+        done = 0
+        for it in range(1, iters + 1):
+            rhs = sigma * x - q + self._AT(rho[..., None] * z - y)
+            xt = (kinv @ rhs[..., None]).squeeze(-1)
+            zt = self._A(xt)
+            x = a * xt + (1 - a) * x
+            zr = a * zt + (1 - a) * z
+            zn = torch.minimum(torch.maximum(zr + y / rho[..., None], lo), hi)
+            y = y + rho[..., None] * (zr - zn)
+            z = zn
+            done = it
+            check = cfg.check_every and it % cfg.check_every == 0
+            adapt = cfg.adapt_every and it % cfg.adapt_every == 0
+            if check or adapt:
+                Ax = self._A(x)
+                Px = torch.einsum("bnk,bjk->bjn", P, x)
+                ATy = self._AT(y)
+                rp = (Ax - z).abs().amax(-1)
+                rd = (Px + q + ATy).abs().amax(-1)
+                if check:
+                    ep = cfg.eps_abs + cfg.eps_rel * torch.maximum(Ax.abs().amax(-1), z.abs().amax(-1))
+                    ed = cfg.eps_abs + cfg.eps_rel * torch.stack(
+                        [Px.abs().amax(-1), ATy.abs().amax(-1), q.abs().amax(-1)]).amax(0)
+                    if bool(((rp <= ep) & (rd <= ed)).all()):
+                        break
+                if adapt:
+                    num = rp / torch.maximum(Ax.abs().amax(-1), z.abs().amax(-1)).clamp_min(1e-12)
+                    den = rd / torch.stack([Px.abs().amax(-1), ATy.abs().amax(-1), q.abs().amax(-1)]).amax(0).clamp_min(1e-12)
+                    new_rho = (rho * torch.sqrt(num / den.clamp_min(1e-12))).clamp(1e-6, 1e6)
+                    ratio = new_rho / rho
+                    if bool(((ratio > 5) | (ratio < 0.2)).any()):
+                        rho = torch.where((ratio > 5) | (ratio < 0.2), new_rho, rho)
+                        kinv = self._factor(P, rho, ata)
+        # polish: the x iterate can be slightly infeasible; report on the projected point z[:n]
+        lam = z[..., : self.n].clamp_min(0.0)
+        value = (b[None] - torch.einsum("bkn,bjn->bjk", W, lam)).square().sum(-1)
+        Ax = self._A(x)
+        Px = torch.einsum("bnk,bjk->bjn", P, x)
+        rp = (Ax - z).abs().amax(-1)
+        rd = (Px + q + self._AT(y)).abs().amax(-1)
+        return QPSolution(lam, value, rp, rd, done, QPState(x, z, y, rho))
+
+
+def grasp_energy(points: torch.Tensor, normals: torch.Tensor, center: torch.Tensor,
+                 torque_length: torch.Tensor | float, cfg: QPConfig | None = None,
+                 state: QPState | None = None, solver: PyramidQP | None = None,
+                 directions: torch.Tensor | None = None, iters: int | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor, QPSolution]:
+    """BODex grasp energy ``sum_j Q_j`` with its envelope-theorem gradient.
+
+    Args:
+        points: (B, m, 3) contact positions [m] (differentiable).
+        normals: (B, m, 3) inward unit normals (differentiable).
+        center: (B, 3) or (3,) object centre [m].
+        torque_length: [m] torque normalisation, scalar or (B,).
+        cfg: QP settings; ``solver`` may be passed to reuse one.
+        state: Warm start from the previous call.
+        directions: (J, 6) unit desired wrenches (default :func:`force_directions`).
+        iters: Override the solver's ADMM iteration count for this call.
+
+    Returns:
+        ``(energy (B,), per_direction (B, J), solution)``; ``energy`` carries the gradient.
+    """
+    cfg = cfg or (solver.cfg if solver else QPConfig())
+    solver = solver or PyramidQP(points.shape[1], cfg)
+    directions = force_directions(points.dtype, points.device) if directions is None else directions
+    b = cfg.beta * directions
+    W = wrench_basis(points, normals, center, cfg.mu, torque_length, cfg.n_edges)
+    sol = solver.solve(W, b, state, iters)
+    residual = b[None] - torch.einsum("bkn,bjn->bjk", W, sol.lam)
+    per_dir = residual.square().sum(-1)
+    return per_dir.sum(-1), per_dir, sol
+
+
+def with_overrides(cfg: QPConfig, **kw) -> QPConfig:
+    """``dataclasses.replace`` + validation."""
+    return replace(cfg, **kw).validated()
