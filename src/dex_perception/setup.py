@@ -12,5 +12,7 @@ setup(
     install_requires=["setuptools"],
     zip_safe=True,
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "perception_node = dex_perception.node:main",
+    ]},
 )

@@ -1,4 +1,4 @@
 """dex_perception: depth/RGB/camera_info -> segmented object point cloud with normals in the robot base frame.
 
-Not implemented yet (see the perception issue); the package exists so both install paths are complete.
+See docs in the modules: pipeline (core), camera, calibration, prompt, fusion, sam, sync, node, bench.
 """

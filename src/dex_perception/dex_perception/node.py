@@ -1,0 +1,362 @@
+"""``perception_node``: camera topics -> object cloud, scene cloud, table, markers, status; the
+``/dex/segment_object`` service. A thin adapter around :class:`dex_perception.pipeline.Perception`.
+
+Subscribes (best-effort, so it matches reliable and best-effort cameras):
+    ``/camera/depth/image_rect_raw`` (sensor_msgs/Image 16UC1 [mm] or 32FC1 [m]),
+    ``/camera/depth/camera_info`` (sensor_msgs/CameraInfo),
+    ``/camera/color/image_raw`` (sensor_msgs/Image rgb8/bgr8/..., optional, registered to depth).
+    Depth and info are matched by stamp (``info_slop_s``), colour by nearest stamp within
+    ``color_slop_s`` (:class:`dex_perception.sync.StampSync`).
+Publishes (reliable, transient-local depth 1: late subscribers get the last result):
+    ``/dex/object_cloud`` (sensor_msgs/PointCloud2 x y z normal_x normal_y normal_z, base frame),
+    ``/dex/scene_cloud`` (PointCloud2 x y z: the workspace, voxel-down-sampled),
+    ``/dex/table`` (geometry_msgs/PolygonStamped: convex hull of the table inliers on the plane),
+    ``/dex/markers`` (visualization_msgs/MarkerArray, namespace ``perception``: table outline,
+    table surface, object box, cluster centres, object normals, status text),
+    ``/dex/perception/status`` (std_msgs/String, JSON: status, message, stamp, num_objects,
+    target, points, table plane, timings_ms).
+Service:
+    ``/dex/segment_object`` (dex_interfaces/srv/SegmentObject): segment the newest matched frame
+    with the request's prompt; statuses ``ok``, ``no_frame``, ``empty_depth``, ``no_table``,
+    ``nothing_in_workspace``, ``bad_prompt``, ``bad_encoding``, ``size_mismatch``,
+    ``bad_camera_info``, ``unsupported_distortion``, ``bad_image``, ``bad_calibration``,
+    ``sam_checkpoint_missing``, ``sam_error``, ``internal_error``.
+
+Parameters: ``calibration`` (easy_handeye2-style YAML, base -> camera optical frame),
+``base_frame`` (``base_link``), ``config`` (optional YAML of PerceptionConfig overrides),
+``prompt`` (continuous-mode prompt, ``""`` = config default), ``publish_rate_hz`` (continuous
+processing of new frames; 0 = only on service calls), ``fusion_frames`` (average the newest N
+matched depth frames of a static scene), ``use_color``, ``info_slop_s``, ``color_slop_s``,
+``sam_checkpoint``, ``sam_model_type``, ``sam_device``.
+
+Nothing a message contains can stop the node: every callback turns errors into a status.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from dex_perception.errors import PerceptionError
+
+NAMESPACE = "perception"
+STATUS_TOPIC = "/dex/perception/status"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from geometry_msgs.msg import Point
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.node import Node
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from std_msgs.msg import ColorRGBA, Header, String
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from dex_interfaces.srv import SegmentObject
+    from dex_perception import msgs as conv
+    from dex_perception.calibration import load_extrinsics
+    from dex_perception.camera import check_sizes
+    from dex_perception.config import config_from_dict, default_config, load_config
+    from dex_perception.fusion import fuse_depth
+    from dex_perception.pipeline import Perception
+    from dex_perception.sync import StampSync
+
+    sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
+                            durability=DurabilityPolicy.VOLATILE)
+    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+    class PerceptionNode(Node):
+        def __init__(self) -> None:
+            super().__init__("dex_perception")
+            p = self.declare_parameter
+            p("calibration", "")
+            p("base_frame", "base_link")
+            p("config", "")
+            p("prompt", "")
+            p("publish_rate_hz", 2.0)
+            p("fusion_frames", 1)
+            p("use_color", True)
+            p("info_slop_s", 0.001)
+            p("color_slop_s", 0.03)
+            p("sam_checkpoint", "")
+            p("sam_model_type", "vit_b")
+            p("sam_device", "cpu")
+            g = self.get_parameter
+            self.base_frame = str(g("base_frame").value)
+            self.prompt = str(g("prompt").value)
+            self.use_color = bool(g("use_color").value)
+            self.perception: Perception | None = None
+            self.setup_error: PerceptionError | None = None
+            try:
+                cfg = load_config(g("config").value) if g("config").value else default_config()
+                overrides = {"fusion_frames": int(g("fusion_frames").value)}
+                if g("sam_checkpoint").value:
+                    overrides.update(sam_checkpoint=str(g("sam_checkpoint").value),
+                                     sam_model_type=str(g("sam_model_type").value),
+                                     sam_device=str(g("sam_device").value))
+                cfg = config_from_dict(overrides, cfg)
+                calib = str(g("calibration").value)
+                if not calib:
+                    from dex_perception.errors import CalibrationError
+
+                    raise CalibrationError("<parameter calibration>", "", "no calibration file given: set the "
+                                           "'calibration' parameter to an easy_handeye2-style YAML")
+                self.perception = Perception(cfg, load_extrinsics(calib, self.base_frame))
+                self.config = cfg
+            except PerceptionError as exc:
+                self.setup_error = exc
+                self.config = default_config()
+                self.get_logger().error(f"perception is not configured: {exc}")
+            self.sync = StampSync(max(10, 2 * self.config.fusion_frames),
+                                  int(float(g("info_slop_s").value) * 1e9), int(float(g("color_slop_s").value) * 1e9))
+            self.last_analysis = None  # (stamp_ns, SceneAnalysis)
+            self.last_processed_ns: int | None = None
+            self.warned_frame = False
+
+            self.pub_object = self.create_publisher(PointCloud2, "/dex/object_cloud", latched)
+            self.pub_scene = self.create_publisher(PointCloud2, "/dex/scene_cloud", latched)
+            from geometry_msgs.msg import PolygonStamped
+
+            self.pub_table = self.create_publisher(PolygonStamped, "/dex/table", latched)
+            self.pub_markers = self.create_publisher(MarkerArray, "/dex/markers", latched)
+            self.pub_status = self.create_publisher(String, STATUS_TOPIC, latched)
+            self.create_subscription(Image, "/camera/depth/image_rect_raw", self.on_depth, sensor_qos)
+            self.create_subscription(CameraInfo, "/camera/depth/camera_info", self.on_info, sensor_qos)
+            if self.use_color:
+                self.create_subscription(Image, "/camera/color/image_raw", self.on_color, sensor_qos)
+            self.create_service(SegmentObject, "/dex/segment_object", self.on_segment)
+            rate = float(g("publish_rate_hz").value)
+            if rate > 0:
+                self.create_timer(1.0 / rate, self.on_timer)
+            if self.setup_error is not None:
+                self.publish_status(self.setup_error.status, str(self.setup_error))
+            else:
+                self.publish_status("waiting", "waiting for depth + camera_info")
+
+        # -- inputs ---------------------------------------------------------------------------
+        def _guard(self, what: str, fn, *args):
+            try:
+                return fn(*args)
+            except Exception as exc:  # noqa: BLE001 - a message must never stop the node
+                self.get_logger().error(f"{what}: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
+                self.publish_status("internal_error", f"{what}: {type(exc).__name__}: {exc}")
+                return None
+
+        def on_depth(self, msg: Image) -> None:
+            self._guard("depth callback", lambda: self.sync.add_depth(conv.stamp_ns(msg.header), msg))
+
+        def on_info(self, msg: CameraInfo) -> None:
+            self._guard("camera_info callback", lambda: self.sync.add_info(conv.stamp_ns(msg.header), msg))
+
+        def on_color(self, msg: Image) -> None:
+            self._guard("colour callback", lambda: self.sync.add_color(conv.stamp_ns(msg.header), msg))
+
+        # -- processing -----------------------------------------------------------------------
+        def _frame(self):
+            """(stamp_ns, header, depth [m], camera, rgb|None, notes) of the newest matched frame(s)."""
+            frames = self.sync.matched(self.config.fusion_frames)
+            if not frames:
+                return None
+            newest = frames[0]
+            camera = conv.camera_from_msg(newest.info)
+            depth = conv.depth_from_msg(newest.depth)
+            notes = []
+            if len(frames) > 1:
+                same = [depth]
+                for f in frames[1:]:
+                    try:
+                        d = conv.depth_from_msg(f.depth)
+                        if d.shape == depth.shape and conv.camera_from_msg(f.info).same_as(camera):
+                            same.append(d)
+                    except PerceptionError:
+                        continue
+                if len(same) > 1:
+                    depth = fuse_depth(same, self.config.fusion_min_valid)
+                notes.append(f"fused {len(same)} frame(s)")
+            rgb = None
+            if newest.color is not None and self.use_color:
+                try:
+                    rgb = conv.color_from_msg(newest.color)
+                    check_sizes(depth, camera, rgb)
+                except PerceptionError as exc:
+                    if self.config.sam_checkpoint:
+                        raise
+                    rgb = None
+                    notes.append(f"colour image ignored ({exc.status}: {exc}); pixel prompts use depth pixels")
+            frame_id = newest.depth.header.frame_id
+            ext = self.perception.extrinsics
+            if frame_id and frame_id != ext.camera_frame and not self.warned_frame:
+                self.warned_frame = True
+                self.get_logger().warn(f"depth frame_id '{frame_id}' differs from the calibration's child frame "
+                                       f"'{ext.camera_frame}'; using the calibration (depth registered to it)")
+            return newest.stamp_ns, newest.depth.header, depth, camera, rgb, notes
+
+        def process(self, prompt: str, publish: bool):
+            """Segment the newest frame; returns (status, message, result|None, frame stamp|None)."""
+            if self.perception is None:
+                return self.setup_error.status, str(self.setup_error), None, None
+            stamp = None
+            try:
+                latest = self.sync.latest()
+                if latest is None:
+                    d, i, c = self.sync.counts
+                    return "no_frame", (f"no depth frame with a matching camera_info yet (buffered: {d} depth, "
+                                        f"{i} camera_info, {c} colour)"), None, None
+                stamp = latest.depth.header.stamp
+                stamp_ns, header, depth, camera, rgb, notes = self._frame()
+                if (self.last_analysis is not None and self.last_analysis[0] == stamp_ns
+                        and self.config.fusion_frames == 1):
+                    analysis = self.last_analysis[1]
+                else:
+                    self.last_analysis = None
+                    analysis = self.perception.analyse(depth, camera, rgb)
+                    self.last_analysis = (stamp_ns, analysis)
+                result = self.perception.select(analysis, prompt)
+                notes += result.notes
+                message = (f"{result.num_objects} object(s); target {result.target} ({result.prompt.kind}, "
+                           f"{result.segmentation}) with {result.points.shape[0]} points")
+                if notes:
+                    message += "; " + "; ".join(notes)
+                if publish:
+                    self.publish_result(header, result, message)
+                return "ok", message, result, stamp
+            except PerceptionError as exc:
+                if publish:
+                    self.publish_status(exc.status, str(exc))
+                    self.publish_markers(None, exc.status)
+                return exc.status, str(exc), None, stamp
+            except Exception as exc:  # noqa: BLE001 - never die on a message
+                self.get_logger().error(f"processing failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                                        throttle_duration_sec=2.0)
+                if publish:
+                    self.publish_status("internal_error", f"{type(exc).__name__}: {exc}")
+                return "internal_error", f"{type(exc).__name__}: {exc}", None, stamp
+
+        def on_timer(self) -> None:
+            try:
+                latest = self.sync.latest()
+                if latest is None or latest.stamp_ns == self.last_processed_ns:
+                    return
+                self.last_processed_ns = latest.stamp_ns
+                self.process(self.prompt, publish=True)
+            except Exception as exc:  # noqa: BLE001
+                self.get_logger().error(f"timer: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
+
+        def on_segment(self, request, response):
+            try:
+                status, message, result, stamp = self.process(str(request.prompt), publish=True)
+                response.success = status == "ok"
+                response.status = status
+                response.message = message
+                header = self._out_header(stamp)  # stamp of the depth frame that was processed
+                if result is not None:
+                    response.object_cloud = conv.cloud_msg(header, result.points, result.normals)
+                    response.num_objects = result.num_objects
+                else:
+                    response.object_cloud = conv.cloud_msg(header, np.zeros((0, 3)), np.zeros((0, 3)))
+                    response.num_objects = 0
+            except Exception as exc:  # noqa: BLE001
+                response.success, response.status = False, "internal_error"
+                response.message = f"{type(exc).__name__}: {exc}"
+            return response
+
+        # -- outputs --------------------------------------------------------------------------
+        def _out_header(self, stamp=None) -> Header:
+            h = Header()
+            h.frame_id = self.base_frame
+            h.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
+            return h
+
+        def publish_status(self, status: str, message: str, **extra) -> None:
+            doc = {"status": status, "message": message, "time": time.time(), **extra}
+            self.pub_status.publish(String(data=json.dumps(doc)))
+
+        def publish_result(self, header, result, message: str) -> None:
+            out = self._out_header(header.stamp)
+            self.pub_object.publish(conv.cloud_msg(out, result.points, result.normals))
+            self.pub_scene.publish(conv.cloud_msg(out, result.analysis.scene_cloud(self.config.scene_voxel)))
+            polygon = result.table.polygon()
+            self.pub_table.publish(conv.polygon_msg(out, polygon))
+            self.publish_markers(result, "ok", out)
+            t = result.table
+            self.publish_status("ok", message, stamp_ns=int(header.stamp.sec) * 10**9 + int(header.stamp.nanosec),
+                                num_objects=result.num_objects, target=result.target, prompt=result.prompt.text,
+                                segmentation=result.segmentation, points=int(result.points.shape[0]),
+                                table={"normal": [float(v) for v in t.normal], "offset": float(t.offset),
+                                       "inliers": t.inliers},
+                                timings_ms={k: round(v * 1e3, 2) for k, v in result.timings.items()})
+
+        def publish_markers(self, result, status: str, header: Header | None = None) -> None:
+            header = header or self._out_header()
+            markers = []
+
+            def marker(mid: int, mtype: int, rgba, scale=(0.005, 0.005, 0.005)) -> Marker:
+                m = Marker()
+                m.header = header
+                m.ns, m.id, m.type, m.action = NAMESPACE, mid, mtype, Marker.ADD
+                m.pose.orientation.w = 1.0
+                m.scale.x, m.scale.y, m.scale.z = (float(s) for s in scale)
+                m.color = ColorRGBA(r=float(rgba[0]), g=float(rgba[1]), b=float(rgba[2]), a=float(rgba[3]))
+                markers.append(m)
+                return m
+
+            def pt(p) -> Point:
+                return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+            if result is not None:
+                poly = result.table.polygon()
+                if len(poly) >= 3:
+                    outline = marker(0, Marker.LINE_STRIP, (0.9, 0.9, 0.2, 1.0), (0.004, 0, 0))
+                    outline.points = [pt(p) for p in np.vstack([poly, poly[:1]])]
+                    surface = marker(1, Marker.TRIANGLE_LIST, (0.9, 0.9, 0.2, 0.25), (1, 1, 1))
+                    centre = poly.mean(axis=0)
+                    for a, b in zip(poly, np.roll(poly, -1, axis=0)):
+                        surface.points += [pt(centre), pt(a), pt(b)]
+                c = result.cluster
+                lo = result.points.min(axis=0) if len(result.points) else c.bbox_min
+                hi = result.points.max(axis=0) if len(result.points) else c.bbox_max
+                box = marker(2, Marker.LINE_LIST, (0.1, 0.9, 0.1, 1.0), (0.003, 0, 0))
+                corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+                for i in range(8):
+                    for j in range(i + 1, 8):
+                        if np.count_nonzero(np.abs(corners[i] - corners[j]) > 1e-9) == 1:
+                            box.points += [pt(corners[i]), pt(corners[j])]
+                cents = marker(3, Marker.SPHERE_LIST, (0.2, 0.5, 1.0, 1.0), (0.015, 0.015, 0.015))
+                cents.points = [pt(k.centroid) for k in result.analysis.clusters]
+                normals = marker(4, Marker.LINE_LIST, (1.0, 0.3, 0.3, 1.0), (0.001, 0, 0))
+                step = max(1, len(result.points) // 300)
+                for p_, n_ in zip(result.points[::step], result.normals[::step]):
+                    normals.points += [pt(p_), pt(p_ + 0.015 * n_)]
+            else:
+                for mid in range(5):
+                    m = marker(mid, Marker.CUBE, (0, 0, 0, 0))
+                    m.action = Marker.DELETE
+            text = marker(5, Marker.TEXT_VIEW_FACING, (1, 1, 1, 1), (0, 0, 0.04))
+            ws = self.config.workspace
+            text.pose.position.x, text.pose.position.y = (float(v) for v in ws.center()[:2])
+            text.pose.position.z = float(ws.max[2]) + 0.1
+            text.text = (f"perception: {status}" if result is None else
+                         f"perception: {result.num_objects} object(s), target {result.target}")
+            self.pub_markers.publish(MarkerArray(markers=markers))
+
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = PerceptionNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
