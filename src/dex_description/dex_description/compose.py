@@ -149,6 +149,83 @@ def _prefix_assets(up: _Upstream, prefix: str) -> None:
             default.name = prefix + name
 
 
+def mesh_cache_dir() -> Path:
+    """Decimated visual meshes: ``$DEXGRASP_CACHE_DIR/meshes`` or ``$XDG_CACHE_HOME/dexgrasp/meshes``."""
+    env = os.environ.get("DEXGRASP_CACHE_DIR")
+    if env:
+        return Path(env).expanduser() / "meshes"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "dexgrasp" / "meshes"
+
+
+def _decimated_copy(src: Path, max_faces: int) -> Path | None:
+    """A copy of mesh ``src`` with at most ~``max_faces`` faces (fast-simplification, quadric
+    decimation), cached by the source's SHA-256 + target; None if it is small enough or textured."""
+    import hashlib
+
+    import fast_simplification
+    import trimesh
+
+    data = src.read_bytes()
+    key = hashlib.sha256(data).hexdigest()[:24]
+    out = mesh_cache_dir() / f"{key}_{max_faces}.obj"
+    if out.is_file():
+        return out
+    mesh = trimesh.load(str(src), force="mesh", process=False)
+    uv = getattr(mesh.visual, "uv", None)
+    if uv is None or not len(uv):
+        mesh.merge_vertices()  # decimation needs a connected surface, not a triangle soup
+    if len(mesh.faces) <= max_faces or (uv is not None and len(uv)):
+        return None
+    pts, faces = np.asarray(mesh.vertices, dtype=np.float32), np.asarray(mesh.faces, dtype=np.int32)
+    for _ in range(4):  # a pass may stop short of the target (topology); repeat on the result
+        if len(faces) <= max_faces:
+            break
+        pts, faces = fast_simplification.simplify(pts, faces, target_reduction=1.0 - max_faces / len(faces))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    trimesh.Trimesh(pts, faces, process=False).export(str(tmp), file_type="obj", include_normals=False, include_texture=False)
+    tmp.replace(out)
+    return out
+
+
+def decimate_visual_meshes(spec: mujoco.MjSpec, max_faces: int | None, keep: tuple[str, ...] = (),
+                           cfg_path: Path | None = None, where: str = "") -> dict[str, Path]:
+    """Point every *visual-only* mesh (all geoms using it have ``contype = conaffinity = 0``) with
+    more than ``max_faces`` faces at a decimated cached copy. Meshes used by any colliding geom are
+    never touched, so collision geometry (and, with explicit inertials, dynamics) stay unchanged.
+
+    Args:
+        spec: An upstream spec (mesh names not yet prefixed).
+        max_faces: Face budget per visual mesh; None/0: do nothing.
+        keep: Mesh names never decimated (each must exist: else :class:`RobotConfigError`).
+
+    Returns:
+        {mesh name: decimated file} of the meshes replaced.
+    """
+    names = {m.name for m in spec.meshes}
+    for i, name in enumerate(keep):
+        if name not in names:
+            raise RobotConfigError(cfg_path or Path("?"), f"{where}.visual_mesh_keep[{i}]",
+                                   f"no mesh '{name}'; meshes: {', '.join(sorted(names))}")
+    if not max_faces:
+        return {}
+    colliding, used = set(), set()
+    for geom in spec.geoms:
+        if geom.meshname:
+            used.add(geom.meshname)
+            if geom.contype != 0 or geom.conaffinity != 0:
+                colliding.add(geom.meshname)
+    out = {}
+    for mesh in spec.meshes:
+        if mesh.name in used and mesh.name not in colliding and mesh.name not in keep and mesh.file:
+            copy = _decimated_copy(Path(mesh.file), int(max_faces))
+            if copy is not None:
+                mesh.file = str(copy)
+                out[mesh.name] = copy
+    return out
+
+
 def _apply_fixes(spec: mujoco.MjSpec, fixes, cfg_path: Path, where: str, model_path: Path) -> None:
     for i, fix in enumerate(fixes):
         element = spec.geom(fix.name) if fix.kind == "geom" else spec.body(fix.name)
@@ -280,6 +357,7 @@ def load_hand_spec(hand: HandConfig, source: str, cfg_path: Path) -> tuple[mujoc
     root = _body_or_error(up.spec, hand.root_body, cfg_path, "hand.root_body", up.path)
     _strip_keys_and_root_joints(up.spec, root)
     _apply_fixes(up.spec, hand.model_fixes, cfg_path, "hand", up.path)
+    decimate_visual_meshes(up.spec, hand.visual_mesh_max_faces, hand.visual_mesh_keep, cfg_path, "hand")
     _check_joints(up.spec, hand.joints, cfg_path, "hand.joints", up.path)
     for cp in hand.contact_points:
         _body_or_error(up.spec, cp.body, cfg_path, f"hand.contact_points.{cp.finger}.body", up.path)
@@ -298,6 +376,7 @@ def load_arm_spec(arm: ArmConfig, source: str, cfg_path: Path) -> tuple[mujoco.M
     base = _body_or_error(up.spec, arm.base_body, cfg_path, "arm.base_body", up.path)
     _strip_keys_and_root_joints(up.spec, base)
     _apply_fixes(up.spec, arm.model_fixes, cfg_path, "arm", up.path)
+    decimate_visual_meshes(up.spec, arm.visual_mesh_max_faces, arm.visual_mesh_keep, cfg_path, "arm")
     _check_joints(up.spec, arm.joints, cfg_path, "arm.joints", up.path)
     if up.spec.site(arm.flange_site) is None:
         known = ", ".join(s.name for s in up.spec.sites if s.name)

@@ -166,6 +166,8 @@ class ArmConfig:
     named_poses: dict[str, np.ndarray]
     driver: DriverConfig
     model_fixes: tuple[ModelFix, ...] = ()
+    visual_mesh_max_faces: int | None = None
+    visual_mesh_keep: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,8 @@ class HandConfig:
     named_poses: dict[str, np.ndarray]
     driver: DriverConfig
     model_fixes: tuple[ModelFix, ...] = ()
+    visual_mesh_max_faces: int | None = None
+    visual_mesh_keep: tuple[str, ...] = ()
 
     @property
     def actuated_names(self) -> tuple[str, ...]:
@@ -440,6 +444,24 @@ def _model_fixes(node: _Node) -> tuple[ModelFix, ...]:
     return tuple(out)
 
 
+def _max_faces(node: _Node) -> int | None:
+    """Optional ``visual_mesh_max_faces``: decimate visual-only meshes above this face count."""
+    value = node._get("visual_mesh_max_faces", None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 100:
+        raise node.err("visual_mesh_max_faces", f"must be an integer >= 100 (faces per visual mesh), got {value!r}")
+    return value
+
+
+def _keep(node: _Node) -> tuple[str, ...]:
+    """Optional ``visual_mesh_keep``: upstream mesh names never decimated (e.g. a visual mesh that
+    coincides with a collision mesh, where any change shows)."""
+    if node._get("visual_mesh_keep", None) is None:
+        return ()
+    return node.str_list("visual_mesh_keep")
+
+
 def _arm(node: _Node) -> ArmConfig:
     a = node.child("arm")
     joints = a.str_list("joints")
@@ -458,6 +480,8 @@ def _arm(node: _Node) -> ArmConfig:
         named_poses=_named_poses(a, n, ("home",)),
         driver=_driver(a, joints, "joint_names"),
         model_fixes=_model_fixes(a),
+        visual_mesh_max_faces=_max_faces(a),
+        visual_mesh_keep=_keep(a),
     )
 
 
@@ -486,6 +510,8 @@ def _hand(node: _Node) -> HandConfig:
         named_poses=_named_poses(h, len(joints), ("open", "pre_shape")),
         driver=_driver(h, joints, None),
         model_fixes=_model_fixes(h),
+        visual_mesh_max_faces=_max_faces(h),
+        visual_mesh_keep=_keep(h),
     )
 
 
