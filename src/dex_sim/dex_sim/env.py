@@ -306,6 +306,13 @@ class SimEnv:
         self._hand_ctrl = np.array([model.actuator(a).id for a in self._hand_acts])
         self._arm_range = model.jnt_range[[model.joint(n).id for n in rcfg.arm.joints]].copy()
         self._hand_act_range = model.actuator_ctrlrange[self._hand_ctrl].copy()
+        # Arm velocity feed-forward through the position servo: ctrl = q_sp + (kv/kp) v_sp gives
+        # torque = kp (q_sp - q) + kv (v_sp - qdot), i.e. trajectory tracking without the PD's lag
+        # (the UR controller tracks closely). Not for the hands: their light links with saturating
+        # servos go unstable on set-point velocity steps, and their lag is small (kv/kp < 0.04 s).
+        acts = self._arm_ctrl
+        self._lead = np.zeros(model.nu)
+        self._lead[acts] = -model.actuator_biasprm[acts, 2] / model.actuator_gainprm[acts, 0]
         self._robot_bodies = set()
         root_bodies = [model.body(rcfg.arm.base_body).id]
         for b in range(model.nbody):
@@ -367,6 +374,8 @@ class SimEnv:
         d.qvel[self._hand_v] = 0
         d.ctrl[self._arm_ctrl] = rcfg.arm.named_poses["home"]
         d.ctrl[self._hand_ctrl] = rcfg.hand.actuated_from_joints(rcfg.hand.named_poses["open"])
+        self._arm_sp = d.ctrl[self._arm_ctrl].copy()  # servo set-points (before feed-forward)
+        self._hand_sp = d.ctrl[self._hand_ctrl][self._hand_cmd_to_act].copy()  # in command order
         self._arm_plan = None
         self._hand_plan = None
         self._hand_target = None
@@ -528,7 +537,7 @@ class SimEnv:
                for o in self._objects}
         robot_state = (self.data.qpos[self._arm_q].copy(), self.data.qpos[self._hand_q].copy(), self.data.qvel[self._arm_v].copy(),
                        self.data.qvel[self._hand_v].copy(), self.data.ctrl[self._arm_ctrl].copy(), self.data.ctrl[self._hand_ctrl].copy())
-        plans = (self._arm_plan, self._hand_plan, self._hand_target)
+        plans = (self._arm_plan, self._hand_plan, self._hand_target, self._arm_sp.copy(), self._hand_sp.copy())
         now = self.data.time
         self._compile(self._objects + [obj])
         d = self.data
@@ -536,7 +545,7 @@ class SimEnv:
             d.qpos[o.qpos_adr:o.qpos_adr + 7], d.qvel[o.dof_adr:o.dof_adr + 6] = old[o.instance]
         d.qpos[self._arm_q], d.qpos[self._hand_q], d.qvel[self._arm_v], d.qvel[self._hand_v], \
             d.ctrl[self._arm_ctrl], d.ctrl[self._hand_ctrl] = robot_state
-        self._arm_plan, self._hand_plan, self._hand_target = plans
+        self._arm_plan, self._hand_plan, self._hand_target, self._arm_sp, self._hand_sp = plans
         d.qpos[obj.qpos_adr:obj.qpos_adr + 7] = np.concatenate([pos, quat])
         d.time = now
         mujoco.mj_forward(self.model, d)
@@ -560,20 +569,26 @@ class SimEnv:
         if self._arm_plan is not None or self._hand_plan is not None:
             return True
         if self._hand_target is not None:
-            act = self.data.ctrl[self._hand_ctrl][self._hand_cmd_to_act]
-            return bool(np.any(np.abs(act - self._hand_target) > 1e-12))
+            return bool(np.any(np.abs(self._hand_sp - self._hand_target) > 1e-12))
         return False
 
     def _update_setpoints(self, dt: float) -> None:
+        """Sample the active plans at the end of the next ``dt`` [s], rate-limit the set-points to
+        the velocity limits, and write ctrl = set-point + lead * set-point velocity."""
         d = self.data
         t = d.time + dt
+        arm_v = np.zeros(len(self._arm_sp))
         if self._arm_plan is not None:
             want = self._arm_plan.sample(t)
-            cur = d.ctrl[self._arm_ctrl]
             step = self.arm_channel.vel_limit * dt
-            d.ctrl[self._arm_ctrl] = np.clip(cur + np.clip(want - cur, -step, step), self._arm_range[:, 0], self._arm_range[:, 1])
-            if t >= self._arm_plan.end_time and np.allclose(d.ctrl[self._arm_ctrl], want, atol=1e-12):
+            new = np.clip(self._arm_sp + np.clip(want - self._arm_sp, -step, step), self._arm_range[:, 0], self._arm_range[:, 1])
+            arm_v = (new - self._arm_sp) / dt
+            self._arm_sp = new
+            if t >= self._arm_plan.end_time and np.allclose(new, want, atol=1e-12):
                 self._arm_plan = None
+                arm_v[:] = 0.0
+        d.ctrl[self._arm_ctrl] = np.clip(self._arm_sp + self._lead[self._arm_ctrl] * arm_v,
+                                         self._arm_range[:, 0], self._arm_range[:, 1])
         hand_want = None
         if self._hand_plan is not None:
             hand_want = self._hand_plan.sample(t)
@@ -581,13 +596,18 @@ class SimEnv:
                 self._hand_target, self._hand_plan = hand_want, None
         elif self._hand_target is not None:
             hand_want = self._hand_target
+        ch = self.hand_channel
+        idx = self._hand_ctrl[self._hand_cmd_to_act]
+        hand_v = np.zeros(len(self._hand_sp))
         if hand_want is not None:
-            idx = self._hand_ctrl[self._hand_cmd_to_act]
-            cur = d.ctrl[idx]
-            step = self.hand_channel.vel_limit * dt
-            d.ctrl[idx] = np.clip(cur + np.clip(hand_want - cur, -step, step), self.hand_channel.lower, self.hand_channel.upper)
-            if self._hand_plan is None and np.allclose(d.ctrl[idx], hand_want, atol=1e-12):
+            step = ch.vel_limit * dt
+            new = np.clip(self._hand_sp + np.clip(hand_want - self._hand_sp, -step, step), ch.lower, ch.upper)
+            hand_v = (new - self._hand_sp) / dt
+            self._hand_sp = new
+            if self._hand_plan is None and np.allclose(new, hand_want, atol=1e-12):
                 self._hand_target = None
+                hand_v[:] = 0.0
+        d.ctrl[idx] = np.clip(self._hand_sp + self._lead[idx] * hand_v, ch.lower, ch.upper)
 
     def _advance(self, n: int) -> None:
         m, d = self.model, self.data
@@ -622,8 +642,7 @@ class SimEnv:
         Raises:
             CommandRejected: see :func:`dex_sim.commands.validate_trajectory`; nothing changes then.
         """
-        current = self.data.ctrl[self._arm_ctrl].copy()
-        self._arm_plan = validate_trajectory(self.arm_channel, cmd, self.time, current, self.cfg.tolerances)
+        self._arm_plan = validate_trajectory(self.arm_channel, cmd, self.time, self._arm_sp.copy(), self.cfg.tolerances)
 
     def command_hand(self, cmd: JointStateCommand | JointTrajectoryCommand) -> None:
         """Hand command in the driver's form: LEAP ``JointStateCommand`` (driver order and offset),
@@ -637,8 +656,7 @@ class SimEnv:
             self._hand_target = validate_joint_state(ch, cmd, self.cfg.tolerances)
             self._hand_plan = None
         else:
-            current = self.data.ctrl[self._hand_ctrl][self._hand_cmd_to_act].copy()
-            self._hand_plan = validate_trajectory(ch, cmd, self.time, current, self.cfg.tolerances)
+            self._hand_plan = validate_trajectory(ch, cmd, self.time, self._hand_sp.copy(), self.cfg.tolerances)
             self._hand_target = None
 
     def hand_command_from_joints(self, q_hand: np.ndarray, duration: float = 1.0):
@@ -656,6 +674,13 @@ class SimEnv:
         self._arm_plan = None
         self._hand_plan = None
         self._hand_target = None
+        self.data.ctrl[self._arm_ctrl] = self._arm_sp
+        self.data.ctrl[self._hand_ctrl[self._hand_cmd_to_act]] = self._hand_sp
+
+    def servo_setpoints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(arm (6,), hand (m,) in the hand channel's order) servo-space set-points [rad], after rate
+        limiting: what the simulated controllers are tracking now."""
+        return self._arm_sp.copy(), self._hand_sp.copy()
 
     @property
     def arm_busy(self) -> bool:
