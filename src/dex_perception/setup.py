@@ -14,5 +14,6 @@ setup(
     license="Apache-2.0",
     entry_points={"console_scripts": [
         "perception_node = dex_perception.node:main",
+        "perception_bench = dex_perception.bench:main",
     ]},
 )

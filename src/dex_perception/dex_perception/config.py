@@ -118,8 +118,8 @@ class PerceptionConfig:
     outlier_std_ratio: float = 2.5
     voxel_size: float = 0.003
     max_points: int = 2048
-    normal_radius: float = 0.012
-    normal_max_nn: int = 30
+    normal_radius: float = 0.01
+    normal_max_nn: int = 20
     normal_orientation: str = "camera"
     scene_voxel: float = 0.01
     fusion_frames: int = 1
