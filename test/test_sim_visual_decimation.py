@@ -17,6 +17,8 @@ from dex_description.errors import RobotConfigError
 from dex_sim.render import RGBDRenderer
 from dex_sim.scene import build_scene, default_config
 
+pytest.importorskip("fast_simplification", reason="pip install fast-simplification==0.2.0 (visual-mesh decimation)")
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):

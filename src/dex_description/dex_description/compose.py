@@ -210,6 +210,13 @@ def decimate_visual_meshes(spec: mujoco.MjSpec, max_faces: int | None, keep: tup
                                    f"no mesh '{name}'; meshes: {', '.join(sorted(names))}")
     if not max_faces:
         return {}
+    try:
+        import fast_simplification  # noqa: F401
+        import trimesh  # noqa: F401
+    except ImportError as exc:  # an optimisation only: keep the full meshes
+        warnings.warn(f"visual_mesh_max_faces is set but {exc.name} is not installed "
+                      "(pip install fast-simplification trimesh); rendering the full visual meshes", RuntimeWarning, stacklevel=2)
+        return {}
     colliding, used = set(), set()
     for geom in spec.geoms:
         if geom.meshname:

@@ -447,8 +447,11 @@ def decompose(v: np.ndarray, f: np.ndarray, params: DecompositionParams, name: s
         if ratio >= params.convex_ratio:
             parts.append(np.asarray(hull.vertices, dtype=np.float64))
             continue
-        import coacd
-
+        try:
+            import coacd
+        except ImportError as exc:
+            raise ObjectError(f"object '{name}' is concave and needs a convex decomposition: "
+                              "pip install coacd==1.0.14") from exc
         coacd.set_log_level("error")
         cm = coacd.Mesh(np.asarray(comp.vertices, dtype=np.float64), np.asarray(comp.faces, dtype=np.int32))
         result = coacd.run_coacd(cm, threshold=params.threshold, max_convex_hull=params.max_convex_hull,
