@@ -234,3 +234,39 @@ def test_node_end_to_end(sim):
     # Clean shutdown on SIGINT.
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0, _output(proc)
+
+
+def test_shadow_node_hand_trajectory(tmp_path):
+    """UR10e + Shadow: the hand takes a JointTrajectory of the 20 actuated names on
+    /shadow_hand/joint_trajectory and reports 24 joints on /shadow_hand/joint_states."""
+    cfg = load_robot_config("ur10e_shadow")
+    log = tmp_path / "node.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "dex_sim.node", "--ros-args", "-p", "robot:=ur10e_shadow",
+                                 "-p", "num_objects:=1", "-p", "camera_enabled:=false"],
+                                stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ), cwd=tmp_path)
+    proc.log_path = log
+    ros = Harness()
+    try:
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        states: list[JointState] = []
+        ros.node.create_subscription(JointState, "/shadow_hand/joint_states", lambda m: states.append(m), qos)
+        pub = ros.node.create_publisher(JointTrajectory, "/shadow_hand/joint_trajectory", qos)
+        ros.spin_until(lambda: bool(states), "/shadow_hand/joint_states", proc)
+        assert list(states[-1].name) == list(cfg.hand.joints)
+        target = np.array(cfg.hand.named_poses["pre_shape"])
+        act = cfg.hand.actuated_from_joints(target)
+        pub.publish(_traj(cfg.hand.actuated_names, [(act, 1.0)]))
+        ros.spin_until(lambda: np.abs(np.array(states[-1].position) - target).max() < 0.03, "Shadow hand at pre-shape", proc)
+        bad = list(cfg.hand.actuated_names)
+        bad[4] = "rh_FFJ1"  # a joint name where the actuated rh_FFJ0 is expected
+        pub.publish(_traj(bad, [(act, 1.0)]))
+        ros.spin_until(lambda: "unknown hand joint name" in _output(proc), "the rejection in the log", proc, timeout=20)
+        n = len(states)
+        ros.spin_for(1.0)
+        assert len(states) - n > 10
+    finally:
+        ros.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0, _output(proc)
