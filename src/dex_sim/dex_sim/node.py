@@ -146,7 +146,7 @@ class SimNode(Node):
         self._next_js = 0.0
         self._next_gt = 0.0
         self._behind_warned = False
-        self.create_timer(0.002, self._tick)
+        self.create_timer(0.004, self._tick)  # physics catches up to the wall clock in 4 ms slices
         self._stop = threading.Event()
         self._camera_thread = None
         if p["camera_enabled"] and p["camera_rate_hz"] > 0:
