@@ -12,5 +12,8 @@ setup(
     install_requires=["setuptools"],
     zip_safe=True,
     license="Apache-2.0",
-    entry_points={"console_scripts": ["planning_node = dex_planning.node:main"]},
+    entry_points={"console_scripts": [
+        "planning_node = dex_planning.node:main",
+        "planning_bench = dex_planning.bench:main",
+    ]},
 )

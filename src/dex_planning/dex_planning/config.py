@@ -13,12 +13,39 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dex_planning.errors import PlanningConfigError
-from dex_planning.ik import IKConfig
 
 BACKENDS = ("cpu", "curobo")
+
+
+@dataclass(frozen=True)
+class IKConfig:
+    """IK settings.
+
+    Attributes:
+        analytic: Use the closed-form UR solver when the arm is a known UR.
+        pos_tol: Accepted flange position error [m].
+        rot_tol: Accepted flange orientation error [rad].
+        polish_iters: Newton steps allowed to polish a closed-form seed.
+        numeric_seeds: Seeds for the DLS fallback (reference, home, then random in the bounds).
+        numeric_iters: DLS iterations per seed.
+        damping: DLS damping ``lambda`` [m or rad].
+        seed: RNG seed of the random DLS seeds.
+    """
+
+    analytic: bool = True
+    pos_tol: float = 1e-5
+    rot_tol: float = 1e-4
+    polish_iters: int = 20
+    numeric_seeds: int = 12
+    numeric_iters: int = 100
+    damping: float = 1e-3
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -209,6 +236,34 @@ def validate(cfg: PlannerConfig) -> PlannerConfig:
         _check(math.isfinite(v) and v > 0, f"timing.{name}", f"must be > 0, got {v!r}")
     _check(0 < t.hand_speed_scale <= 1, "timing.hand_speed_scale", "must be in (0, 1]")
     return cfg
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> dotted keys: ``{"collision": {"env_margin": 0.02}}`` -> ``{"collision.env_margin": 0.02}``."""
+    out = {}
+    for k, v in values.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_config(path: str | Path, base: PlannerConfig | None = None) -> PlannerConfig:
+    """A YAML of overrides (nested sections or dotted keys) applied to ``base`` (default config).
+
+    Raises:
+        PlanningConfigError: Unreadable YAML, unknown field, wrong type or an invalid value.
+    """
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise PlanningConfigError(str(path), f"cannot read planner config: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PlanningConfigError(str(path), "a planner config YAML must be a mapping")
+    return validate(override(base or default_config(), flatten(data)))
 
 
 def override(cfg: Any, values: dict[str, Any]) -> Any:

@@ -150,6 +150,9 @@ class CpuPlanner(ArmPlanner):
                 r = g.collisionRequests[p]
                 r.security_margin = float(min(r.security_margin, max(0.0, 0.5 * d)))
 
+    def flange_pose(self, q):
+        return self.collision.flange_pose(q)
+
     def start_collisions(self, start_q, start_hand_q):
         self.collision.set_hand(start_hand_q)
         return self.collision.colliding_pairs(start_q, "exact")
@@ -171,8 +174,11 @@ class CpuPlanner(ArmPlanner):
 
     # ------------------------------------------------------------------ planning
 
-    def plan_to_pose(self, start_q, world_T_flange, hand_q, deadline) -> PlanAttempt:
-        stats = PlanStats()
+    def goal_states(self, start_q: np.ndarray, world_T_flange: np.ndarray, hand_q: np.ndarray,
+                    stats: PlanStats) -> list[np.ndarray] | PlanAttempt:
+        """IK solutions in the planning bounds, collision-free with the hand at ``hand_q``
+        (``endpoint`` margin), closest to the start first (at most ``max_goals``); or the typed
+        failure (``no_ik``, ``collision_at_goal``)."""
         t0 = time.monotonic()
         cm = self.collision
         cm.set_hand(hand_q)
@@ -192,6 +198,14 @@ class CpuPlanner(ArmPlanner):
             pairs = cm.colliding_pairs(sols[0], "endpoint")
             return PlanAttempt(False, REASON_COLLISION_AT_GOAL,
                                f"all {len(sols)} IK solution(s) collide, e.g. {_pairs_text(pairs)}", stats=stats)
+        return goals
+
+    def plan_to_pose(self, start_q, world_T_flange, hand_q, deadline) -> PlanAttempt:
+        stats = PlanStats()
+        goals = self.goal_states(start_q, world_T_flange, hand_q, stats)
+        if isinstance(goals, PlanAttempt):
+            return goals
+        lo, hi = self.bounds(start_q)
         t1 = time.monotonic()
         path = None
         if self.cfg.search.try_direct:

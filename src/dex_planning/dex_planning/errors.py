@@ -21,9 +21,5 @@ class InvalidInputError(PlanningError):
     """A request is malformed: NaN/inf values, wrong shapes, unknown joint names, a non-unit quaternion."""
 
 
-class StartStateError(PlanningError):
-    """The start state cannot be planned from: outside the joint limits or in collision."""
-
-
 class BackendUnavailableError(PlanningError):
     """The configured planner backend cannot run on this machine (e.g. cuRobo is not importable)."""

@@ -19,37 +19,15 @@ equivalent closest to a reference (the current state); solutions outside the bou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dex_planning.collision import ArmCollisionModel
+from dex_planning.config import IKConfig
 from dex_planning.errors import InvalidInputError
 
-
-@dataclass(frozen=True)
-class IKConfig:
-    """IK settings.
-
-    Attributes:
-        analytic: Use the closed-form UR solver when the arm is a known UR.
-        pos_tol: Accepted flange position error [m].
-        rot_tol: Accepted flange orientation error [rad].
-        polish_iters: Newton steps allowed to polish a closed-form seed.
-        numeric_seeds: Seeds for the DLS fallback (reference, home, then random in the bounds).
-        numeric_iters: DLS iterations per seed.
-        damping: DLS damping ``lambda`` [m or rad].
-        seed: RNG seed of the random DLS seeds.
-    """
-
-    analytic: bool = True
-    pos_tol: float = 1e-5
-    rot_tol: float = 1e-4
-    polish_iters: int = 20
-    numeric_seeds: int = 12
-    numeric_iters: int = 100
-    damping: float = 1e-3
-    seed: int = 0
+if TYPE_CHECKING:
+    from dex_planning.collision import ArmCollisionModel
 
 
 def flange_target(world_T_root: np.ndarray, flange_T_root: np.ndarray) -> np.ndarray:
@@ -97,7 +75,7 @@ class ArmIK:
         cfg: IK settings.
     """
 
-    def __init__(self, kin: ArmCollisionModel, cfg: IKConfig | None = None):
+    def __init__(self, kin: "ArmCollisionModel", cfg: IKConfig | None = None):
         self.kin = kin
         self.cfg = cfg or IKConfig()
         self.module = analytic_module(kin.cfg.arm.name) if self.cfg.analytic else None

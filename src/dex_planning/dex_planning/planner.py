@@ -174,12 +174,21 @@ class ArmPlanner(ABC):
         """Colliding pairs while the hand moves ``hand_from -> hand_to`` at the arm's start state."""
 
     @abstractmethod
+    def flange_pose(self, q: np.ndarray) -> np.ndarray:
+        """``world_T_flange`` (4, 4) at arm joints ``q`` (6,)."""
+
+    @abstractmethod
     def plan_to_pose(self, start_q: np.ndarray, world_T_flange: np.ndarray, hand_q: np.ndarray,
                      deadline: float) -> PlanAttempt:
         """Plan from ``start_q`` to any IK solution of ``world_T_flange`` with the hand at ``hand_q``,
         before ``deadline`` (``time.monotonic()`` value)."""
 
     # ------------------------------------------------------------ shared
+
+    def wrist_path(self, traj: Trajectory, n: int = 50) -> np.ndarray:
+        """(n, 3) hand root positions [m] (world) at ``n`` evenly spaced samples of an arm trajectory."""
+        idx = np.unique(np.linspace(0, len(traj.t) - 1, max(2, n)).round().astype(int))
+        return np.array([(self.flange_pose(traj.q[k]) @ self.flange_T_root)[:3, 3] for k in idx])
 
     def check_start(self, start_q: np.ndarray, start_hand_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Validated ``(arm q (6,), hand q (n_hand,))``, clipped into the limits within 1e-3 rad.
