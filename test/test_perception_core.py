@@ -355,3 +355,35 @@ def test_fused_noisy_frames_give_a_better_cloud(frame):
     single = surface_error(noisy())
     fused = surface_error(fuse_depth([noisy() for _ in range(8)]))
     assert fused < single
+
+
+def test_stamp_sync_matches_by_stamp():
+    from dex_perception.sync import StampSync
+
+    ms = 1_000_000
+    sync = StampSync(queue_size=4, info_slop_ns=1 * ms, color_slop_ns=30 * ms)
+    assert sync.latest() is None
+    sync.add_depth(100 * ms, "d100")
+    assert sync.latest() is None  # no camera info yet
+    sync.add_info(100 * ms, "i100")
+    sync.add_depth(200 * ms, "d200")  # its info is late
+    f = sync.latest()
+    assert (f.stamp_ns, f.depth, f.info, f.color) == (100 * ms, "d100", "i100", None)
+    sync.add_info(int(200.5 * ms), "i200")  # within the 1 ms slop
+    sync.add_color(215 * ms, "c215")
+    sync.add_color(190 * ms, "c190")  # nearer to 200 ms
+    f = sync.latest()
+    assert (f.depth, f.info, f.color) == ("d200", "i200", "c190")
+    sync.add_depth(300 * ms, "d300")
+    sync.add_info(300 * ms, "i300")
+    assert sync.latest().depth == "d300" and sync.latest().color is None
+    # prefer a frame whose colour arrived if it is recent enough; require colour for SAM
+    assert sync.latest(prefer_color_ns=150 * ms).depth == "d200"
+    assert sync.latest(prefer_color_ns=50 * ms).depth == "d300"
+    assert sync.latest(require_color=True).depth == "d200"
+    assert [m.depth for m in sync.matched(3)] == ["d300", "d200", "d100"]
+    # bounded queues: old frames fall out
+    for k in range(4, 9):
+        sync.add_depth(k * 100 * ms, f"d{k}00")
+    assert sync.counts == (4, 3, 2)
+    assert sync.latest() is None  # d500..d800 have no camera info; d100..d300 were dropped

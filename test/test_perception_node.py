@@ -7,6 +7,7 @@ test/conftest.py; every wait is bounded by :data:`TIMEOUT_S`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import subprocess
@@ -28,6 +29,7 @@ except pytest.skip.Exception as _exc:
 if not hasattr(_srv, "SegmentObject"):
     pytest.skip("dex_interfaces.srv is a namespace package, not the built interfaces", allow_module_level=True)
 
+from dex_perception.calibration import Extrinsics, extrinsics_to_dict  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -39,7 +41,6 @@ from std_msgs.msg import Header, String  # noqa: E402
 from dex_interfaces.srv import SegmentObject  # noqa: E402
 from dex_perception import msgs as conv  # noqa: E402
 from dex_perception import synthetic as syn  # noqa: E402
-from dex_perception.calibration import Extrinsics, extrinsics_to_dict  # noqa: E402
 
 TIMEOUT_S = 30.0
 _STAMPS = itertools.count(1000)
@@ -59,24 +60,37 @@ def frame():
     return syn.render(SCENE, view.camera(), view.base_T_camera())
 
 
-@pytest.fixture(scope="module")
-def node_proc(tmp_path_factory, frame):
-    tmp = tmp_path_factory.mktemp("perception_node")
-    calib = tmp / "calibration.yaml"
-    calib.write_text(yaml.safe_dump(extrinsics_to_dict(Extrinsics(frame.base_T_camera))))
+@contextlib.contextmanager
+def start_node(tmp: Path, frame, params: dict[str, str], calibration: bool = True):
+    """The perception node as a subprocess (stopped on exit); yields (process, log path)."""
+    args = ["-p", "reliable_sensors:=true"]  # the test publishes each frame once; none may be dropped
+    if calibration:
+        calib = tmp / "calibration.yaml"
+        calib.write_text(yaml.safe_dump(extrinsics_to_dict(Extrinsics(frame.base_T_camera))))
+        args += ["-p", f"calibration:={calib}"]
+    for key, value in params.items():
+        args += ["-p", f"{key}:={value}"]
     log = tmp / "node.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dex_perception.node", "--ros-args",
-                                 "-p", f"calibration:={calib}", "-p", "publish_rate_hz:=4.0"],
+        proc = subprocess.Popen([sys.executable, "-m", "dex_perception.node", "--ros-args", *args],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    yield proc, log
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    try:
+        yield proc, log
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def node_proc(tmp_path, frame):
+    """One node per test: two nodes in one domain would both serve /dex/segment_object."""
+    with start_node(tmp_path, frame, {"publish_rate_hz": "4.0"}) as node:
+        yield node
 
 
 class Client:
@@ -362,3 +376,47 @@ def test_fuzz_malformed_messages_node_keeps_serving(node_proc, client, frame):
     arr = conv.cloud_arrays(res.object_cloud)
     _check_cloud(arr[:, :3], arr[:, 3:], _gt_object_points(frame, LARGEST_GT), frame.base_T_camera[:3, 3])
     assert proc.poll() is None
+
+
+def test_fusion_node_averages_frames(tmp_path, client, frame):
+    """fusion_frames:=3: the newest 3 matched frames (noisy copies of one static scene) are fused."""
+    rng = np.random.default_rng(3)
+    with start_node(tmp_path, frame, {"fusion_frames": "3", "publish_rate_hz": "0.0"}) as (proc, log):
+        client.wait_for_node(proc)
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            stamps = []
+            for _ in range(3):
+                noisy = frame.depth + rng.normal(0, 0.002, frame.depth.shape).astype(np.float32)
+                h = client.header()
+                client.pub_info.publish(conv.camera_info_msg(h, frame.camera))
+                client.pub_depth.publish(conv.image_msg(h, noisy, "32FC1"))
+                stamps.append(h.stamp.sec)
+            client.spin(0.5)
+            res = client.call("largest", proc)
+            if res.object_cloud.header.stamp.sec == stamps[-1] and "fused 3 frame(s)" in res.message:
+                break
+            assert time.monotonic() < deadline, (res.status, res.message, log.read_text())
+        assert res.status == "ok" and res.num_objects == len(SCENE.objects), res.message
+        arr = conv.cloud_arrays(res.object_cloud)
+        _check_cloud(arr[:, :3], arr[:, 3:], _gt_object_points(frame, LARGEST_GT), frame.base_T_camera[:3, 3])
+
+
+def test_missing_sam_checkpoint_and_missing_calibration_are_statuses(tmp_path, client, frame):
+    missing = tmp_path / "weights" / "sam_vit_b_01ec64.pth"
+    with start_node(tmp_path, frame, {"sam_checkpoint": str(missing)}) as (proc, log):
+        client.wait_for_node(proc)
+        res = client.call_until("largest", proc, frame)
+        assert res.status == "sam_checkpoint_missing" and str(missing) in res.message, (res.status, res.message)
+        assert proc.poll() is None
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return  # with TF available an empty calibration means "look the pose up in TF"
+    with start_node(tmp_path, frame, {}, calibration=False) as (proc, log):
+        client.wait_for_node(proc)
+        res = client.call("largest", proc)
+        assert res.status == "bad_calibration" and "calibration" in res.message, (res.status, res.message)
+        assert proc.poll() is None

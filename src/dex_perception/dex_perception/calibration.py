@@ -175,6 +175,27 @@ def load_extrinsics(path: str | Path, base_frame: str = "base_link") -> Extrinsi
     return extrinsics_from_dict(doc, base_frame, path)
 
 
+def extrinsics_from_transform(translation, rotation_xyzw, base_frame: str, camera_frame: str,
+                              source: str = "tf") -> Extrinsics:
+    """Extrinsics from a ``geometry_msgs/Transform``-like pose of the camera in the base frame
+    (what ``tf2_ros.Buffer.lookup_transform(base_frame, camera_frame, time)`` returns).
+
+    Raises:
+        CalibrationError: Non-finite values or a quaternion far from unit norm.
+    """
+    t = np.asarray(translation, dtype=np.float64).reshape(3)
+    q = np.asarray(rotation_xyzw, dtype=np.float64).reshape(4)
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(q))):
+        raise CalibrationError(source, "transform", f"non-finite transform {t.tolist()} {q.tolist()}")
+    norm = float(np.linalg.norm(q))
+    if abs(norm - 1.0) > 1e-3:
+        raise CalibrationError(source, "rotation", f"quaternion must have unit norm (got {norm:.6f})")
+    out = np.eye(4)
+    out[:3, :3] = quat_xyzw_to_matrix(q / norm)
+    out[:3, 3] = t
+    return Extrinsics(out, base_frame, camera_frame, source)
+
+
 def extrinsics_to_dict(ext: Extrinsics) -> dict[str, Any]:
     """The flat layout (inverse of :func:`extrinsics_from_dict`)."""
     q = matrix_to_quat_xyzw(ext.base_T_camera[:3, :3])

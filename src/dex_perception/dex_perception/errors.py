@@ -97,6 +97,12 @@ class CalibrationError(PerceptionError):
         super().__init__(f"{self.path}{where}: {message}")
 
 
+class TransformError(PerceptionError):
+    """The camera pose could not be looked up (TF) for a frame."""
+
+    status = "no_transform"
+
+
 class ConfigError(PerceptionError):
     """A perception configuration value is invalid.
 

@@ -1,7 +1,8 @@
 """``perception_node``: camera topics -> object cloud, scene cloud, table, markers, status; the
 ``/dex/segment_object`` service. A thin adapter around :class:`dex_perception.pipeline.Perception`.
 
-Subscribes (best-effort, so it matches reliable and best-effort cameras):
+Subscribes (best-effort, so it matches reliable and best-effort cameras; ``reliable_sensors:=true``
+for a reliable subscription, e.g. in tests where no frame may be dropped):
     ``/camera/depth/image_rect_raw`` (sensor_msgs/Image 16UC1 [mm] or 32FC1 [m]),
     ``/camera/depth/camera_info`` (sensor_msgs/CameraInfo),
     ``/camera/color/image_raw`` (sensor_msgs/Image rgb8/bgr8/..., optional, registered to depth).
@@ -20,13 +21,15 @@ Service:
     with the request's prompt; statuses ``ok``, ``no_frame``, ``empty_depth``, ``no_table``,
     ``nothing_in_workspace``, ``bad_prompt``, ``bad_encoding``, ``size_mismatch``,
     ``bad_camera_info``, ``unsupported_distortion``, ``bad_image``, ``bad_calibration``,
-    ``sam_checkpoint_missing``, ``sam_error``, ``internal_error``.
+    ``sam_checkpoint_missing``, ``sam_error``, ``no_transform``, ``internal_error``.
 
-Parameters: ``calibration`` (easy_handeye2-style YAML, base -> camera optical frame),
+Parameters: ``calibration`` (easy_handeye2-style YAML, base -> camera optical frame; empty: the
+camera pose is looked up in TF per frame when ``tf2_ros`` exists, i.e. in a full ROS install),
 ``base_frame`` (``base_link``), ``config`` (optional YAML of PerceptionConfig overrides),
 ``prompt`` (continuous-mode prompt, ``""`` = config default), ``publish_rate_hz`` (continuous
 processing of new frames; 0 = only on service calls), ``fusion_frames`` (average the newest N
 matched depth frames of a static scene), ``use_color``, ``info_slop_s``, ``color_slop_s``,
+``reliable_sensors``,
 ``sam_checkpoint``, ``sam_model_type``, ``sam_device``.
 
 Nothing a message contains can stop the node: every callback turns errors into a status.
@@ -66,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     from dex_perception.pipeline import Perception
     from dex_perception.sync import StampSync
 
-    sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT,
-                            durability=DurabilityPolicy.VOLATILE)
     latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -87,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             p("sam_checkpoint", "")
             p("sam_model_type", "vit_b")
             p("sam_device", "cpu")
+            p("reliable_sensors", False)
             g = self.get_parameter
             self.base_frame = str(g("base_frame").value)
+            self.tf_buffer = None
             self.prompt = str(g("prompt").value)
             self.use_color = bool(g("use_color").value)
             self.perception: Perception | None = None
@@ -102,12 +105,11 @@ def main(argv: list[str] | None = None) -> int:
                                      sam_device=str(g("sam_device").value))
                 cfg = config_from_dict(overrides, cfg)
                 calib = str(g("calibration").value)
-                if not calib:
-                    from dex_perception.errors import CalibrationError
-
-                    raise CalibrationError("<parameter calibration>", "", "no calibration file given: set the "
-                                           "'calibration' parameter to an easy_handeye2-style YAML")
-                self.perception = Perception(cfg, load_extrinsics(calib, self.base_frame))
+                if calib:
+                    self.perception = Perception(cfg, load_extrinsics(calib, self.base_frame))
+                else:
+                    self.tf_buffer = self._tf_buffer()
+                    self.perception = Perception(cfg, np.eye(4))  # pose looked up per frame
                 self.config = cfg
             except PerceptionError as exc:
                 self.setup_error = exc
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             self.pub_table = self.create_publisher(PolygonStamped, "/dex/table", latched)
             self.pub_markers = self.create_publisher(MarkerArray, "/dex/markers", latched)
             self.pub_status = self.create_publisher(String, STATUS_TOPIC, latched)
+            sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, durability=DurabilityPolicy.VOLATILE,
+                                    reliability=(ReliabilityPolicy.RELIABLE if g("reliable_sensors").value
+                                                 else ReliabilityPolicy.BEST_EFFORT))
             self.create_subscription(Image, "/camera/depth/image_rect_raw", self.on_depth, sensor_qos)
             self.create_subscription(CameraInfo, "/camera/depth/camera_info", self.on_info, sensor_qos)
             if self.use_color:
@@ -138,6 +143,37 @@ def main(argv: list[str] | None = None) -> int:
                 self.publish_status(self.setup_error.status, str(self.setup_error))
             else:
                 self.publish_status("waiting", "waiting for depth + camera_info")
+
+        def _tf_buffer(self):
+            """A tf2 buffer + listener when tf2_ros exists (full ROS install), else the calibration
+            error that says a file is needed (tf2_ros has no wheel)."""
+            try:
+                import tf2_ros
+            except ImportError:
+                from dex_perception.errors import CalibrationError
+
+                raise CalibrationError("<parameter calibration>", "", "no calibration file given and tf2_ros is not "
+                                       "installed: set 'calibration' to an easy_handeye2-style YAML") from None
+            buffer = tf2_ros.Buffer()
+            self.tf_listener = tf2_ros.TransformListener(buffer, self)
+            self.get_logger().info(f"camera pose from TF ({self.base_frame} -> the depth image's frame_id)")
+            return buffer
+
+        def _update_extrinsics_from_tf(self, frame_id: str) -> None:
+            from rclpy.time import Time
+
+            from dex_perception.calibration import extrinsics_from_transform
+            from dex_perception.errors import TransformError
+
+            if not frame_id:
+                raise TransformError("the depth image has no frame_id to look up in TF")
+            try:
+                tf = self.tf_buffer.lookup_transform(self.base_frame, frame_id, Time())
+            except Exception as exc:  # noqa: BLE001 - tf2 raises several exception types
+                raise TransformError(f"no TF {self.base_frame} -> {frame_id}: {exc}") from None
+            t, r = tf.transform.translation, tf.transform.rotation
+            self.perception.set_extrinsics(extrinsics_from_transform((t.x, t.y, t.z), (r.x, r.y, r.z, r.w),
+                                                                     self.base_frame, frame_id))
 
         # -- inputs ---------------------------------------------------------------------------
         def _guard(self, what: str, fn, *args):
@@ -158,9 +194,15 @@ def main(argv: list[str] | None = None) -> int:
             self._guard("colour callback", lambda: self.sync.add_color(conv.stamp_ns(msg.header), msg))
 
         # -- processing -----------------------------------------------------------------------
+        def _color_policy(self) -> dict:
+            """Prefer frames whose colour has arrived (up to 0.2 s older); SAM requires colour."""
+            if not self.use_color:
+                return {}
+            return {"prefer_color_ns": 200_000_000, "require_color": bool(self.config.sam_checkpoint)}
+
         def _frame(self):
             """(stamp_ns, header, depth [m], camera, rgb|None, notes) of the newest matched frame(s)."""
-            frames = self.sync.matched(self.config.fusion_frames)
+            frames = self.sync.matched(self.config.fusion_frames, **self._color_policy())
             if not frames:
                 return None
             newest = frames[0]
@@ -190,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                     rgb = None
                     notes.append(f"colour image ignored ({exc.status}: {exc}); pixel prompts use depth pixels")
             frame_id = newest.depth.header.frame_id
+            if self.tf_buffer is not None:
+                self._update_extrinsics_from_tf(frame_id)
             ext = self.perception.extrinsics
             if frame_id and frame_id != ext.camera_frame and not self.warned_frame:
                 self.warned_frame = True
@@ -203,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
                 return self.setup_error.status, str(self.setup_error), None, None
             stamp = None
             try:
-                latest = self.sync.latest()
+                latest = self.sync.latest(**self._color_policy())
                 if latest is None:
                     d, i, c = self.sync.counts
-                    return "no_frame", (f"no depth frame with a matching camera_info yet (buffered: {d} depth, "
+                    need = " and colour image (Segment Anything needs colour)" if self.config.sam_checkpoint else ""
+                    return "no_frame", (f"no depth frame with a matching camera_info{need} yet (buffered: {d} depth, "
                                         f"{i} camera_info, {c} colour)"), None, None
                 stamp = latest.depth.header.stamp
                 stamp_ns, header, depth, camera, rgb, notes = self._frame()
@@ -240,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_timer(self) -> None:
             try:
-                latest = self.sync.latest()
+                latest = self.sync.latest(**self._color_policy())
                 if latest is None or latest.stamp_ns == self.last_processed_ns:
                     return
                 self.last_processed_ns = latest.stamp_ns

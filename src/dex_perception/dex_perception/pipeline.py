@@ -279,6 +279,10 @@ class Perception:
     def base_T_camera(self) -> np.ndarray:
         return self.extrinsics.base_T_camera
 
+    def set_extrinsics(self, extrinsics: Extrinsics) -> None:
+        """Replace the camera pose (e.g. from TF, per frame)."""
+        self.extrinsics = extrinsics
+
     @property
     def segmenter(self):
         """The SAM segmenter (created on first access if ``config.sam_checkpoint`` is set), or None."""

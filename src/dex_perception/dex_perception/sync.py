@@ -81,21 +81,34 @@ class StampSync:
         """(depth, info, colour) messages buffered."""
         return len(self._depth), len(self._info), len(self._color)
 
-    def matched(self, limit: int = 1) -> list[MatchedFrame]:
-        """Up to ``limit`` matched frames, newest first (by depth stamp; ties: latest received)."""
-        out: list[MatchedFrame] = []
+    def matched(self, limit: int = 1, prefer_color_ns: int = 0, require_color: bool = False) -> list[MatchedFrame]:
+        """Up to ``limit`` matched frames, newest first (by depth stamp; ties: latest received).
+
+        Args:
+            limit: Most frames returned.
+            prefer_color_ns: A frame with its colour image is preferred to newer frames without
+                one if it is at most this much older than the newest matched frame (the colour
+                of the newest depth frame may still be in flight). 0: no preference.
+            require_color: Only frames with a matched colour image.
+        """
+        found: list[MatchedFrame] = []
         order = sorted(range(len(self._depth)), key=lambda i: (self._depth[i].stamp_ns, i), reverse=True)
         for item in (self._depth[i] for i in order):
             info = _nearest(self._info, item.stamp_ns, self.info_slop_ns)
             if info is None:
                 continue
             color = _nearest(self._color, item.stamp_ns, self.color_slop_ns)
-            out.append(MatchedFrame(item.stamp_ns, item.msg, info.msg, color.msg if color else None))
-            if len(out) >= limit:
-                break
-        return out
+            if color is None and require_color:
+                continue
+            found.append(MatchedFrame(item.stamp_ns, item.msg, info.msg, color.msg if color else None))
+        if prefer_color_ns > 0 and found and found[0].color is None:
+            newest = found[0].stamp_ns
+            recent = [f for f in found if f.color is not None and newest - f.stamp_ns <= prefer_color_ns]
+            if recent:
+                found = [f for f in found if f.stamp_ns <= recent[0].stamp_ns]
+        return found[:limit]
 
-    def latest(self) -> MatchedFrame | None:
-        """The newest matched frame, or None."""
-        found = self.matched(1)
+    def latest(self, prefer_color_ns: int = 0, require_color: bool = False) -> MatchedFrame | None:
+        """The newest matched frame (see :meth:`matched`), or None."""
+        found = self.matched(1, prefer_color_ns, require_color)
         return found[0] if found else None
