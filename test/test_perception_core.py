@@ -13,6 +13,7 @@ from dex_perception import synthetic as syn
 from dex_perception.calibration import (
     Extrinsics,
     extrinsics_from_dict,
+    extrinsics_from_transform,
     extrinsics_to_dict,
     load_extrinsics,
     matrix_to_quat_xyzw,
@@ -292,6 +293,11 @@ def test_calibration_layouts(tmp_path, frame):
         assert info.value.field == field and "calib.yaml" in str(info.value)
     with pytest.raises(CalibrationError, match="cannot read"):
         load_extrinsics(tmp_path / "missing.yaml")
+    # a TF lookup (translation + ROS-ordered quaternion) gives the same pose
+    tf = extrinsics_from_transform(list(t.values()), [q["x"], q["y"], q["z"], q["w"]], "base_link", "cam")
+    np.testing.assert_allclose(tf.base_T_camera, frame.base_T_camera, atol=1e-9)
+    with pytest.raises(CalibrationError):
+        extrinsics_from_transform([0, 0, float("nan")], [0, 0, 0, 1], "base_link", "cam")
 
 
 def test_config_overrides_and_validation(tmp_path):

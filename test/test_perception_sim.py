@@ -74,7 +74,6 @@ def test_sim_scene_every_visible_object_from_a_point_prompt(env, tmp_path):
     assert checked >= 3
 
 
-@pytest.mark.slow
 def test_benchmark_command_runs(tmp_path):
     from dex_perception import bench
 
