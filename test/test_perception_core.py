@@ -19,7 +19,7 @@ from dex_perception.calibration import (
     matrix_to_quat_xyzw,
     quat_xyzw_to_matrix,
 )
-from dex_perception.camera import CameraModel, backproject, decode_color, decode_depth, distort
+from dex_perception.camera import CameraModel, backproject, decode_color, decode_depth, depth_to_metres, distort
 from dex_perception.config import config_from_dict, default_config, load_config
 from dex_perception.errors import (
     BadPromptError,
@@ -94,6 +94,8 @@ def test_table_clusters_and_iou(perception, frame):
 
 def test_object_cloud_normals_against_ground_truth(perception, frame):
     res = perception.process(frame.depth, frame.camera, frame.rgb, "largest")
+    mm = perception.process(np.rint(np.nan_to_num(frame.depth) * 1000).astype(np.uint16), frame.camera, None, "largest")
+    assert abs(mm.mask.sum() - res.mask.sum()) < 0.05 * res.mask.sum()  # 16UC1 millimetres, same object
     cfg = perception.config
     assert 50 <= res.points.shape[0] <= cfg.max_points
     assert res.points.dtype == np.float32 and res.normals.shape == res.points.shape
@@ -214,6 +216,7 @@ def test_depth_encodings_and_decoding():
     for out in (a, b, c, d):
         assert out.dtype == np.float32
         np.testing.assert_allclose(out, [[np.nan, 0.5, 1.25], [np.nan, 2.0, np.nan]])
+    np.testing.assert_allclose(depth_to_metres(mm), a)  # integer arrays are millimetres
     with pytest.raises(EncodingError):
         decode_depth(mm.tobytes(), "rgb8", 3, 2, 9)
     with pytest.raises(ImageError):

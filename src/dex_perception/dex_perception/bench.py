@@ -77,7 +77,7 @@ def _overlay(rgb: np.ndarray, mask: np.ndarray | None, gt: np.ndarray, labels: n
 
 
 def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objects: int, seed: int, cfg,
-              out_dir: Path, images: int, depth_noise: float, log=print) -> dict:
+              out_dir: Path, images: int, depth_noise: float = 0.0, depth_encoding: str = "32FC1", log=print) -> dict:
     """Benchmark one robot camera config; returns the summary and the per-scene rows."""
     from dex_sim.env import SEG_FIRST_OBJECT, ResetError, SimEnv
     from dex_sim.objects import load_mesh
@@ -118,6 +118,10 @@ def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objec
         if depth_noise > 0:  # axial noise growing with z^2 (structured-light/stereo-like), seeded
             noise_rng = np.random.default_rng(scene_seed)
             depth = depth + noise_rng.normal(0, depth_noise, depth.shape).astype(np.float32) * depth ** 2
+        if depth_encoding == "16UC1":  # what the sim node / a RealSense publishes: integer millimetres
+            from dex_sim.render import depth_to_mm
+
+            depth = depth_to_mm(depth)  # decoded by Perception (uint16 * 1 mm)
         valid = np.isfinite(depth_to_metres(depth))
         names = env.object_names
         visible = [int(np.count_nonzero((seg == SEG_FIRST_OBJECT + k) & valid)) for k in range(len(names))]
@@ -134,7 +138,7 @@ def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objec
         target = int(rng.choice(candidates))
         gt = (seg == SEG_FIRST_OBJECT + target) & valid
         v, u = np.nonzero(gt)
-        z = depth[v, u].astype(np.float64)
+        z = frame.depth[v, u].astype(np.float64)  # the exact render, for the prompt point
         rays = camera.rays()[v, u].astype(np.float64)
         gt_pts = np.column_stack([rays * z[:, None], z]) @ ext.base_T_camera[:3, :3].T + ext.base_T_camera[:3, 3]
         prompt_pt = gt_pts[np.argmin(np.linalg.norm(gt_pts - gt_pts.mean(axis=0), axis=1))]
@@ -252,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="", help="YAML of PerceptionConfig overrides")
     parser.add_argument("--depth-noise", type=float, default=0.0,
                         help="std of added axial depth noise at 1 m [m] (scaled by z^2); 0 = the sim's exact depth")
+    parser.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
+                        help="32FC1: float metres as rendered; 16UC1: rounded to integer millimetres (sim node, RealSense)")
     parser.add_argument("--images", type=int, default=4, help="segmentation PNGs per robot")
     parser.add_argument("--out", default="out/bench/perception.json")
     args = parser.parse_args(argv)
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     for robot in args.robots:
         try:
             results.append(run_robot(robot, args.objects, args.scenes, args.min_objects, args.max_objects, args.seed, cfg,
-                                     out.parent, args.images, args.depth_noise))
+                                     out.parent, args.images, args.depth_noise, args.depth_encoding))
         except Exception as exc:  # noqa: BLE001 - report which robot/set failed, keep the others
             if type(exc).__module__.startswith(("dex_sim", "dex_description")):
                 print(f"perception bench: {robot}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": " ".join(["python -m dex_perception.bench", *(argv if argv is not None else sys.argv[1:])]),
             "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
             "load_average_end": os.getloadavg(), "open3d": open3d.__version__, "python": platform.python_version(),
-            "depth_noise": args.depth_noise, "config": args.config or "default",
+            "depth_noise": args.depth_noise, "depth_encoding": args.depth_encoding, "config": args.config or "default",
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     out.write_text(json.dumps({"meta": meta, "summaries": summaries, "rows": {r["summary"]["robot"]: r["rows"] for r in results}},
                               indent=1, default=float))

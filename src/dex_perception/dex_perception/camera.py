@@ -214,9 +214,15 @@ def decode_depth(data, encoding: str, width: int, height: int, step: int, is_big
     return depth_to_metres(pixels, scale)
 
 
-def depth_to_metres(depth: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """(H, W) depth of any numeric dtype times ``scale`` -> float32 [m], with 0/NaN/inf/negative -> NaN."""
+def depth_to_metres(depth: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """(H, W) depth times ``scale`` -> float32 [m], with 0/NaN/inf/negative -> NaN.
+
+    ``scale`` defaults to the ROS conventions: 1e-3 (millimetres) for integer arrays (16UC1),
+    1 (metres) for floating-point arrays (32FC1).
+    """
     d = np.asarray(depth)
+    if scale is None:
+        scale = 1e-3 if np.issubdtype(d.dtype, np.integer) else 1.0
     if d.ndim == 3 and d.shape[2] == 1:
         d = d[:, :, 0]
     if d.ndim != 2 or d.size == 0:

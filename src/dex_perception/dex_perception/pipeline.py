@@ -303,7 +303,8 @@ class Perception:
         """Table and clusters of one frame.
 
         Args:
-            depth: (H, W) depth [m] (any numeric dtype; 0/NaN/inf invalid).
+            depth: (H, W) depth: floating point [m] or integer [mm] (ROS 32FC1 / 16UC1 conventions);
+                0, NaN and inf are invalid.
             camera: The depth image's camera model.
             rgb: Optional (h, w, 3) uint8 colour image registered to the depth image (same
                 aspect ratio; used for pixel prompts and SAM).
@@ -355,8 +356,9 @@ class Perception:
         n = points.shape[0]
         if n < cfg.min_table_points:
             raise NoTableError(f"only {n} workspace points (< min_table_points={cfg.min_table_points}); no table")
-        sample_idx = (self._rng.choice(n, cfg.plane_sample_points, replace=False)
-                      if n > cfg.plane_sample_points else np.arange(n))
+        # random subset (with replacement: a permutation of all points costs more than RANSAC itself)
+        sample_idx = (self._rng.integers(0, n, cfg.plane_sample_points) if n > cfg.plane_sample_points
+                      else np.arange(n))
         sample = points[sample_idx].astype(np.float64)
         cos_tilt = np.cos(np.radians(cfg.max_table_tilt_deg))
         o3 = o3d()
@@ -392,8 +394,7 @@ class Perception:
             if inliers.shape[0] < cfg.min_table_points:
                 reasons.append(f"horizontal plane with only {inliers.shape[0]} inliers")
                 continue
-            fit = inliers if inliers.shape[0] <= 20000 else inliers[self._rng.choice(inliers.shape[0], 20000, replace=False)]
-            centre, cov = _mean_cov(fit)
+            centre, cov = _mean_cov(inliers[:: max(1, inliers.shape[0] // 20000)])
             refined = np.linalg.eigh(cov)[1][:, 0]  # smallest-variance direction
             refined = refined if refined[2] > 0 else -refined
             if refined[2] >= cos_tilt:
