@@ -21,8 +21,8 @@ planner agree):
 * robot vs robot: pairs of bodies that MuJoCo would collide (different weld bodies, not weld
   parent/child unless one is the world, not in the model's ``<exclude>`` list); hand vs hand is
   never checked (the hand's shape is the grasp proposer's business);
-* every request sets ``enable_cached_gjk_guess = False`` (coal's cached guess gives false
-  negatives after a collision-free query).
+* every request has coal's cached GJK guess off (:func:`disable_cached_guess`; it gives false
+  negatives after a collision-free query, and Pinocchio turns it on by default).
 
 Margins: a pair is "in collision" when its distance is below its security margin, so a positive
 margin keeps that much clearance. Several margin levels are kept side by side (``plan``,
@@ -33,6 +33,7 @@ Shapes: joint vectors ``q`` (6,) [rad] in ``cfg.arm.joints`` order; poses (4, 4)
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import coal
@@ -58,6 +59,23 @@ class Margins:
     env: float = 0.0
     self: float = 0.0
     near_self: float = 0.0
+
+
+def disable_cached_guess(request) -> None:
+    """Turn coal's cached GJK guess off on a collision request. Pinocchio's ``GeometryData`` sets
+    the (deprecated but still honoured) ``enable_cached_gjk_guess = True``; the cached guess gives
+    false negatives for axis-aligned boxes after a collision-free query."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        request.enable_cached_gjk_guess = False
+    request.gjk_initial_guess = coal.GJKInitialGuess.DefaultGuess
+
+
+def cached_guess_enabled(request) -> bool:
+    """Whether a request would use coal's cached GJK guess (for tests)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(request.enable_cached_gjk_guess) or request.gjk_initial_guess == coal.GJKInitialGuess.CachedGuess
 
 
 def _se3(T: np.ndarray) -> pin.SE3:
@@ -380,7 +398,7 @@ class ArmCollisionModel:
             gd = pin.GeometryData(gm)
             for p in range(len(gm.collisionPairs)):
                 req = gd.collisionRequests[p]
-                req.enable_cached_gjk_guess = False
+                disable_cached_guess(req)
                 if p < self._n_env_pairs:
                     req.security_margin = float(margins.env)
                 else:
