@@ -32,6 +32,18 @@ def test_synthetic_default_view_matches_the_sim_camera():
     np.testing.assert_allclose(view.camera().K, cam.intrinsics(), atol=1e-9)
 
 
+def test_shipped_sim_calibration_sample_loads():
+    from dex_description.paths import config_dir
+    from dex_sim.scene import CameraConfig
+
+    path = config_dir() / "calibration" / "sim_camera.yaml"
+    if not path.is_file():
+        pytest.skip(f"{path} not shipped")
+    ext = load_extrinsics(path)
+    assert (ext.base_frame, ext.camera_frame) == ("base_link", "camera_color_optical_frame")
+    np.testing.assert_allclose(ext.base_T_camera, CameraConfig().world_T_optical(), atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def env():
     e = env_mod.SimEnv(robot="ur5e_leap", object_set="builtin/test")

@@ -19,7 +19,8 @@ name like ``builtin/test`` or a directory with an ``objects.yaml``):
    object with the most visible pixels.
 
 Writes JSON + a markdown table (``--out``) and PNGs of a few segmentations next to them
-(RGB | selected mask in green, ground truth outlined in red, other clusters tinted).
+(RGB | zoom on the objects: selected mask in green, ground truth outlined in red, other clusters
+tinted). Each robot camera config gets its own seeded scenes.
 
 Example (what the README's numbers come from; run it on a quiet machine for latency)::
 
@@ -60,6 +61,32 @@ def _surface_samples(vertices: np.ndarray, faces: np.ndarray, count: int, seed: 
     return np.asarray(pts), np.asarray(mesh.face_normals)[face_idx]
 
 
+def _zoom(img: np.ndarray, regions: list[np.ndarray], pad: int = 24) -> np.ndarray:
+    """``img`` cropped to the bounding box of the ``regions`` masks (padded, 4:3) and scaled back to
+    the image size, so small objects are visible next to the full view."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    any_mask = np.zeros((h, w), bool)
+    for r in regions:
+        any_mask |= r
+    if not any_mask.any():
+        return img
+    v, u = np.nonzero(any_mask)
+    u0, u1, v0, v1 = u.min() - pad, u.max() + pad, v.min() - pad, v.max() + pad
+    cw, ch = u1 - u0, v1 - v0
+    if cw * h < ch * w:  # widen to the image's aspect ratio
+        cw = int(np.ceil(ch * w / h))
+    else:
+        ch = int(np.ceil(cw * h / w))
+    cw, ch = min(cw, w), min(ch, h)
+    cu, cv = (u0 + u1) // 2, (v0 + v1) // 2
+    u0 = int(np.clip(cu - cw // 2, 0, w - cw))
+    v0 = int(np.clip(cv - ch // 2, 0, h - ch))
+    crop = img[v0:v0 + ch, u0:u0 + cw]
+    return np.asarray(Image.fromarray(crop).resize((w, h), Image.NEAREST))
+
+
 def _overlay(rgb: np.ndarray, mask: np.ndarray | None, gt: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
     """RGB with other clusters tinted, the selected mask in green and the ground truth outlined red."""
     out = rgb.astype(np.float32).copy()
@@ -77,7 +104,8 @@ def _overlay(rgb: np.ndarray, mask: np.ndarray | None, gt: np.ndarray, labels: n
 
 
 def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objects: int, seed: int, cfg,
-              out_dir: Path, images: int, depth_noise: float = 0.0, depth_encoding: str = "32FC1", log=print) -> dict:
+              out_dir: Path, images: int, depth_noise: float = 0.0, depth_encoding: str = "32FC1",
+              seed_offset: int = 0, log=print) -> dict:
     """Benchmark one robot camera config; returns the summary and the per-scene rows."""
     from dex_sim.env import SEG_FIRST_OBJECT, ResetError, SimEnv
     from dex_sim.objects import load_mesh
@@ -103,7 +131,7 @@ def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objec
     attempt = 0
     t_start = time.monotonic()
     while len(rows) < scenes and attempt < 3 * scenes:
-        scene_seed = seed * 100003 + attempt
+        scene_seed = seed * 1_000_003 + seed_offset + attempt
         attempt += 1
         n = int(rng.integers(min_objects, max_objects + 1))
         try:
@@ -188,7 +216,8 @@ def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objec
         if len(rows) <= images:
             from PIL import Image
 
-            img = np.concatenate([frame.rgb, _overlay(frame.rgb, mask, gt, result.analysis.label_image())], axis=1)
+            labels = result.analysis.label_image()
+            img = np.concatenate([frame.rgb, _zoom(_overlay(frame.rgb, mask, gt, labels), [labels >= 0, gt])], axis=1)
             Image.fromarray(img).save(out_dir / f"perception_{robot}_{len(rows):02d}.png")
         if len(rows) % 10 == 0 or len(rows) == scenes:
             ious = [r["iou"] for r in rows]
@@ -277,10 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"perception benchmark: {args.scenes} scenes x {args.robots}, objects {args.objects}, "
           f"{args.min_objects}-{args.max_objects} per scene, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     results = []
-    for robot in args.robots:
-        try:
+    for index, robot in enumerate(args.robots):
+        try:  # each robot camera config gets its own scenes (seed offset 10007 per config)
             results.append(run_robot(robot, args.objects, args.scenes, args.min_objects, args.max_objects, args.seed, cfg,
-                                     out.parent, args.images, args.depth_noise, args.depth_encoding))
+                                     out.parent, args.images, args.depth_noise, args.depth_encoding,
+                                     seed_offset=10007 * index))
         except Exception as exc:  # noqa: BLE001 - report which robot/set failed, keep the others
             if type(exc).__module__.startswith(("dex_sim", "dex_description")):
                 print(f"perception bench: {robot}: {type(exc).__name__}: {exc}", file=sys.stderr)
