@@ -105,7 +105,7 @@ def _overlay(rgb: np.ndarray, mask: np.ndarray | None, gt: np.ndarray, labels: n
 
 def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objects: int, seed: int, cfg,
               out_dir: Path, images: int, depth_noise: float = 0.0, depth_encoding: str = "32FC1",
-              seed_offset: int = 0, log=print) -> dict:
+              seed_offset: int = 0, worst: int = 0, log=print) -> dict:
     """Benchmark one robot camera config; returns the summary and the per-scene rows."""
     from dex_sim.env import SEG_FIRST_OBJECT, ResetError, SimEnv
     from dex_sim.objects import load_mesh
@@ -224,6 +224,23 @@ def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objec
             lat = [r["latency_ms"] for r in rows]
             log(f"  [{robot}] {len(rows)}/{scenes} scenes  IoU median {np.median(ious):.3f}  latency p50 "
                 f"{np.median(lat):.1f} ms  ({time.monotonic() - t_start:.0f} s)")
+    for k, row in enumerate(sorted(rows, key=lambda r: r["iou"])[:worst]):  # re-render the worst scenes
+        from PIL import Image
+
+        env.reset(seed=row["seed"], num_objects=row["num_objects"])
+        frame = env.render()
+        seg = env.render_segmentation().ids
+        target = env.object_names.index(row["target"])
+        gt = (seg == SEG_FIRST_OBJECT + target) & np.isfinite(frame.depth)
+        try:
+            res = perception.process(frame.depth, camera, frame.rgb, row["prompt"])
+            mask, labels = res.mask, res.analysis.label_image()
+        except PerceptionError:
+            mask, labels = None, None
+        regions = [gt] + ([labels >= 0] if labels is not None else [])
+        img = np.concatenate([frame.rgb, _zoom(_overlay(frame.rgb, mask, gt, labels), regions)], axis=1)
+        Image.fromarray(img).save(out_dir / f"perception_{robot}_worst_{k + 1}.png")
+        row["worst_picture"] = f"perception_{robot}_worst_{k + 1}.png"
     env.close()
     angles = np.concatenate([r.pop("_angles") for r in rows if "_angles" in r] or [np.zeros(0)])
     ok = [r for r in rows if r["status"] == "ok"]
@@ -287,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="std of added axial depth noise at 1 m [m] (scaled by z^2); 0 = the sim's exact depth")
     parser.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
                         help="32FC1: float metres as rendered; 16UC1: rounded to integer millimetres (sim node, RealSense)")
-    parser.add_argument("--images", type=int, default=4, help="segmentation PNGs per robot")
+    parser.add_argument("--images", type=int, default=4, help="segmentation PNGs per robot (the first scenes)")
+    parser.add_argument("--worst", type=int, default=2, help="segmentation PNGs of the lowest-IoU scenes per robot")
     parser.add_argument("--out", default="out/bench/perception.json")
     args = parser.parse_args(argv)
     if not 1 <= args.min_objects <= args.max_objects:
@@ -303,14 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
     print(f"perception benchmark: {args.scenes} scenes x {args.robots}, objects {args.objects}, "
-          f"{args.min_objects}-{args.max_objects} per scene, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+          f"{args.min_objects}-{args.max_objects} per scene, load average {load_start[0]:.2f} on {os.cpu_count()} CPUs")
     results = []
     for index, robot in enumerate(args.robots):
         try:  # each robot camera config gets its own scenes (seed offset 10007 per config)
             results.append(run_robot(robot, args.objects, args.scenes, args.min_objects, args.max_objects, args.seed, cfg,
                                      out.parent, args.images, args.depth_noise, args.depth_encoding,
-                                     seed_offset=10007 * index))
+                                     seed_offset=10007 * index, worst=args.worst))
         except Exception as exc:  # noqa: BLE001 - report which robot/set failed, keep the others
             if type(exc).__module__.startswith(("dex_sim", "dex_description")):
                 print(f"perception bench: {robot}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -321,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {"command": " ".join(["python -m dex_perception.bench", *(argv if argv is not None else sys.argv[1:])]),
             "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-            "load_average_end": os.getloadavg(), "open3d": open3d.__version__, "python": platform.python_version(),
+            "load_average_start": load_start, "load_average_end": os.getloadavg(), "open3d": open3d.__version__, "python": platform.python_version(),
             "depth_noise": args.depth_noise, "depth_encoding": args.depth_encoding, "config": args.config or "default",
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     out.write_text(json.dumps({"meta": meta, "summaries": summaries, "rows": {r["summary"]["robot"]: r["rows"] for r in results}},
