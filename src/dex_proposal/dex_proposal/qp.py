@@ -50,6 +50,8 @@ class QPConfig:
         mu: Friction coefficient of the pyramid [-] (synthesis may use less than the simulator's).
         beta: Magnitude of the desired wrench [-] (in units of the per-contact normal-force bound).
         gamma: Minimum total normal force [-] (avoids the trivial zero solution).
+        k_lower: Minimum normal force of every contact [-] (0: a contact may stay idle; > 0: every
+            finger must take part, as in BODex's released configs).
         n_edges: Pyramid edges (8 as in BODex).
         rho: Initial ADMM penalty.
         sigma: ADMM proximal regularisation.
@@ -63,6 +65,7 @@ class QPConfig:
     mu: float = 0.5
     beta: float = 1.0
     gamma: float = 1.0
+    k_lower: float = 0.0
     n_edges: int = N_EDGES
     rho: float = 0.5
     sigma: float = 1e-6
@@ -79,6 +82,8 @@ class QPConfig:
                 raise ConfigError(f"qp.{name}", f"must be > 0, got {getattr(self, name)}")
         if not 0 < self.alpha < 2:
             raise ConfigError("qp.alpha", f"must be in (0, 2), got {self.alpha}")
+        if not 0 <= self.k_lower <= 1:
+            raise ConfigError("qp.k_lower", f"must be in [0, 1], got {self.k_lower}")
         if self.n_edges < 3:
             raise ConfigError("qp.n_edges", f"must be >= 3, got {self.n_edges}")
         if self.iters < 1:
@@ -185,41 +190,64 @@ class PyramidQP:
     Args:
         n_contacts: ``m``.
         cfg: Solver settings.
+        groups: Extra lower bounds on the summed normal force of contact groups,
+            ``[(contact indices, lower), ...]`` (e.g. the thumb must push at least 0.5).
 
     Standard form ``min 1/2 x^T P x + q^T x`` s.t. ``l <= A x <= u`` with ``P = W^T W``,
-    ``q = -W^T b``, ``A = [I; S; 1^T]`` (``S`` sums each contact's edges), ``l = [0; 0; gamma]``,
-    ``u = [inf; 1; inf]``. ``A^T A`` is constant, so the KKT matrix ``P + sigma I + rho A^T A`` is
-    factorised by one batched Cholesky per solve (and per rho change).
+    ``q = -W^T b``, ``A = [I; S; 1^T; G]`` (``S`` sums each contact's edges, ``G`` each group's),
+    ``l = [0; k_lower; gamma; group lowers]``, ``u = [inf; 1; inf; inf]``. ``A^T A`` is constant, so
+    the KKT matrix ``P + sigma I + rho A^T A`` is inverted by one batched Cholesky per solve (and per
+    rho change) and every iteration is a few batched mat-vecs.
     """
 
-    def __init__(self, n_contacts: int, cfg: QPConfig | None = None):
+    def __init__(self, n_contacts: int, cfg: QPConfig | None = None,
+                 groups: list[tuple[list[int], float]] | tuple = ()):
         self.cfg = (cfg or QPConfig()).validated()
         self.m = int(n_contacts)
         if self.m < 1:
             raise ConfigError("qp.n_contacts", "need at least one contact")
         self.n = self.m * self.cfg.n_edges
+        e = self.cfg.n_edges
+        rows = [torch.eye(self.n, dtype=torch.float64)]
+        rows.append(torch.kron(torch.eye(self.m, dtype=torch.float64), torch.ones(1, e, dtype=torch.float64)))
+        rows.append(torch.ones(1, self.n, dtype=torch.float64))
+        lo = [torch.zeros(self.n), torch.full((self.m,), self.cfg.k_lower), torch.tensor([self.cfg.gamma])]
+        hi = [torch.full((self.n,), _INF), torch.ones(self.m), torch.tensor([_INF])]
+        for i, (idx, lower) in enumerate(groups):
+            if not idx or any(not 0 <= j < self.m for j in idx):
+                raise ConfigError(f"qp.groups[{i}]", f"contact indices must be in [0, {self.m}), got {idx}")
+            row = torch.zeros(1, self.n, dtype=torch.float64)
+            for j in idx:
+                row[0, j * e:(j + 1) * e] = 1.0
+            rows.append(row)
+            lo.append(torch.tensor([float(lower)]))
+            hi.append(torch.tensor([_INF]))
+        self.A64 = torch.cat(rows)
+        self.lo64 = torch.cat(lo).double()
+        self.hi64 = torch.cat(hi).double()
+        if float(self.lo64[self.n + self.m:].max()) > self.m + 1e-9:
+            raise ConfigError("qp.gamma", "a lower bound exceeds what the contacts can push (1 each)")
+        self._cache: dict = {}
 
-    # structured constraint operator -----------------------------------------------------------
+    def _mats(self, like: torch.Tensor):
+        key = (like.dtype, like.device)
+        if key not in self._cache:
+            A = self.A64.to(like)
+            self._cache[key] = (A, A.T @ A, self.lo64.to(like), self.hi64.to(like))
+        return self._cache[key]
+
     def _A(self, x: torch.Tensor) -> torch.Tensor:
-        per = x.reshape(*x.shape[:-1], self.m, self.cfg.n_edges).sum(-1)
-        return torch.cat([x, per, x.sum(-1, keepdim=True)], -1)
+        return x @ self._mats(x)[0].T
 
     def _AT(self, v: torch.Tensor) -> torch.Tensor:
-        n, m = self.n, self.m
-        vi, vs, v1 = v[..., :n], v[..., n:n + m], v[..., n + m:]
-        return vi + vs.repeat_interleave(self.cfg.n_edges, dim=-1) + v1
+        return v @ self._mats(v)[0]
 
     def _bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, m = self.n, self.m
-        lo = torch.cat([torch.zeros(n), torch.zeros(m), torch.full((1,), self.cfg.gamma)]).to(like)
-        hi = torch.cat([torch.full((n,), _INF), torch.ones(m), torch.full((1,), _INF)]).to(like)
+        _, _, lo, hi = self._mats(like)
         return lo, hi
 
     def _ata(self, like: torch.Tensor) -> torch.Tensor:
-        n, e = self.n, self.cfg.n_edges
-        eye = torch.eye(n, dtype=like.dtype, device=like.device)
-        block = torch.block_diag(*[torch.ones(e, e, dtype=like.dtype, device=like.device)] * self.m)
-        return eye + block + torch.ones(n, n, dtype=like.dtype, device=like.device)
+        return self._mats(like)[1]
 
     def _factor(self, P: torch.Tensor, rho: torch.Tensor, ata: torch.Tensor) -> torch.Tensor:
         """Inverse (B, J or 1, n, n) of the KKT matrix ``P + sigma I + rho A^T A`` (SPD, >= rho I),
@@ -232,8 +260,9 @@ class PyramidQP:
         return torch.cholesky_inverse(torch.linalg.cholesky(kkt))
 
     def initial_state(self, batch: int, n_dir: int, dtype, device) -> QPState:
-        """A feasible start: every contact pushes ``gamma / m`` spread over its edges."""
-        x = torch.full((batch, n_dir, self.n), self.cfg.gamma / self.n, dtype=dtype, device=device)
+        """A start that spreads the largest lower bound evenly over every edge."""
+        need = max(float(self.lo64[self.n + self.m:].max()) / self.m, self.cfg.k_lower, 1e-3)
+        x = torch.full((batch, n_dir, self.n), need / self.cfg.n_edges, dtype=dtype, device=device)
         z = self._A(x)
         y = torch.zeros_like(z)
         rho = torch.full((batch, n_dir), self.cfg.rho, dtype=dtype, device=device)

@@ -1,0 +1,448 @@
+"""Upper level of BODex: gradient descent on wrist pose + hand actuators, in batched torch.
+
+Variables per candidate: wrist translation ``t`` (3) [m], wrist rotation as the continuous 6-D
+representation ``r6`` (6), actuated hand values ``u`` (n_act) [rad] (see :mod:`dex_proposal.hand`
+for why actuated rather than joint values). ``world_T_root = (rot6d_to_matrix(r6), t)``.
+
+Energies (lengths in units of ``L0 = 1 cm`` so that the terms are O(1); ``delta`` is the stage's
+distance margin, 1 cm for the pre-grasp, 0 for the grasp):
+
+* ``qp``: the BODex grasp energy ``sum_j Q_j`` (:func:`dex_proposal.qp.grasp_energy`) with the pad
+  centres projected onto the surface, ``p_i = c_i - sdf(c_i) n(c_i)``, and inward normals
+  ``-n(c_i)``, torques about the object centre divided by the object radius;
+* ``dist``: ``sum_i ((sdf(c_i) - delta) / L0)^2`` over the pad centres (contact distance);
+* ``align``: ``sum_i (1 + nu_i . n(c_i))`` (pad normals ``nu_i`` against the surface normal);
+* ``pen``: hand-object penetration ``phi(x) = relu(x / L0) + relu(x / L0)^2`` summed over
+  - coarse stage: collision spheres, ``x = r_eff + delta - sdf(centre)`` (fingertip spheres shrunk by
+    their fit protrusion so that the pads can touch, others by half of it);
+  - fine stages: collision-surface samples, ``x = delta - sdf(sample)``, plus the non-fingertip
+    spheres shrunk by their full protrusion;
+* ``table``: ``phi(table_z + clearance - (z_s - r_s))`` over spheres (the plane ``z = table_z``);
+* ``self``: ``phi(r_a + r_b - |c_a - c_b|)`` over non-adjacent sphere pairs (radii shrunk by half
+  their protrusion);
+* joint limits: projection of ``u`` onto the actuated limits after every step (exact, no weight).
+
+Stages (BODex's coarse-to-fine with pre-grasp): ``coarse`` (spheres, delta = 1 cm), ``fine``
+(surface samples, delta = 1 cm) -> **pre-grasp**; ``grasp`` (surface samples, delta = 0, wrist
+frozen by default so the hand only closes its fingers) -> **grasp**; **squeeze** =
+``clamp(2 u_grasp - u_pregrasp)`` at the grasp wrist pose. Adam with a per-stage cosine decay.
+
+Initialisation: approach directions ``a`` (palm normal) drawn uniformly on the sphere cap that
+excludes approaches from below (``a_z <= sin(max_elevation)``; all directions without a table),
+the hand's grasp centre (midpoint of thumb pad and finger pads at the pre-shape) placed
+``max(h(a) - aperture / 2, 0) + d0`` behind the object's centre along ``-a`` (``h`` = support
+distance of the cloud, ``d0`` random), random lateral offset and roll about ``a``, hand at its pre-shape plus
+noise; wrist poses whose root lies under the table are resampled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from dex_description.rotations import make_transform, matrix_to_rot6d, rot6d_to_matrix
+
+from dex_proposal.errors import ConfigError
+from dex_proposal.hand import HandModel
+from dex_proposal.qp import PyramidQP, QPConfig, QPState, force_directions, grasp_energy
+from dex_proposal.surface import ObjectSurface
+
+L0 = 0.01  # [m] length unit of the energies
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One optimisation stage. ``kind``: ``coarse`` (spheres) or ``fine`` (surface samples);
+    ``margin`` [m]; ``iters``; ``lr_scale`` on every learning rate; ``wrist_lr_scale`` extra scale
+    on the wrist's."""
+
+    name: str
+    kind: str
+    margin: float
+    iters: int
+    lr_scale: float = 1.0
+    wrist_lr_scale: float = 1.0
+
+
+def default_stages() -> tuple[StageConfig, ...]:
+    return (
+        StageConfig("coarse", "coarse", 0.01, 200),
+        StageConfig("fine", "fine", 0.01, 60, 0.3),
+        StageConfig("grasp", "fine", 0.0, 60, 0.3, 0.0),
+    )
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Energy weights (see module doc)."""
+
+    qp: float = 5.0
+    dist: float = 10.0
+    align: float = 0.1
+    pen: float = 10.0
+    table: float = 10.0
+    self_: float = 5.0
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """Initialisation. ``max_elevation`` [deg]: the highest approach-from-below angle allowed with a
+    table (0 = horizontal); ``distance`` [m] range of the palm centre beyond the object's support;
+    ``lateral`` fraction of the object's radius for the random lateral offset; ``joint_noise`` [rad]
+    std on the pre-shape; ``root_clearance`` [m] the root must be above the table by this."""
+
+    max_elevation: float = 10.0
+    distance: tuple[float, float] = (0.0, 0.03)
+    lateral: float = 0.4
+    joint_noise: float = 0.1
+    root_clearance: float = 0.02
+    pose: str = "pre_shape"
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Grasp synthesis settings, MuJoCo-Playground style: ``default_config()`` then ``replace``.
+
+    Attributes:
+        n_candidates: Candidates optimised in parallel.
+        stages, weights, init, qp: See their classes. ``qp.mu`` is deliberately below the
+            simulator's friction (0.6): a grasp that holds with little friction relies on opposing
+            normals, which survives squeezing and model error.
+        thumb_min, fingers_min: Lower bounds on the thumb's and the other fingers' summed normal
+            force in the QP (the thumb must oppose the fingers).
+        table_z: Table plane height [m] in the cloud frame, or None (floating object).
+        table_clearance: [m] hand spheres must stay this far above the table.
+        lr: Adam step sizes (translation [m], rot6d [-], actuated [rad]).
+        qp_iters_first: ADMM iterations of the first (cold) solve.
+        max_penetration: [m] a result whose surface samples penetrate deeper is rejected.
+        max_contact_distance: [m] a result whose worst pad is farther from the surface is rejected.
+        max_table_penetration: [m] a result whose spheres go below the table by more is rejected.
+        device, dtype: Where to compute.
+    """
+
+    n_candidates: int = 128
+    stages: tuple[StageConfig, ...] = field(default_factory=default_stages)
+    weights: Weights = field(default_factory=Weights)
+    init: InitConfig = field(default_factory=InitConfig)
+    qp: QPConfig = field(default_factory=lambda: QPConfig(mu=0.2, k_lower=0.2, iters=15))
+    thumb_min: float = 0.5
+    fingers_min: float = 0.4
+    table_z: float | None = 0.0
+    table_clearance: float = 0.003
+    lr: tuple[float, float, float] = (0.002, 0.02, 0.03)
+    qp_iters_first: int = 100
+    max_penetration: float = 0.003
+    max_contact_distance: float = 0.006
+    max_table_penetration: float = 0.002
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def validated(self) -> "SynthesisConfig":
+        if self.n_candidates < 1:
+            raise ConfigError("n_candidates", f"must be >= 1, got {self.n_candidates}")
+        if not self.stages:
+            raise ConfigError("stages", "need at least one stage")
+        for i, s in enumerate(self.stages):
+            if s.kind not in ("coarse", "fine"):
+                raise ConfigError(f"stages[{i}].kind", f"must be coarse or fine, got {s.kind!r}")
+            if s.iters < 0 or s.margin < 0:
+                raise ConfigError(f"stages[{i}]", "iters and margin must be >= 0")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError("dtype", f"float32 or float64, got {self.dtype!r}")
+        self.qp.validated()
+        return self
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float32 if self.dtype == "float32" else torch.float64
+
+
+def default_config() -> SynthesisConfig:
+    """The synthesis settings dexgrasp uses unless told otherwise."""
+    return SynthesisConfig()
+
+
+@dataclass
+class Candidates:
+    """Optimised candidates, all on CPU, float64, in the cloud frame.
+
+    Attributes:
+        pregrasp_T, grasp_T: (B, 4, 4) wrist (root) poses.
+        pregrasp_u, grasp_u, squeeze_u: (B, n_act) actuated values [rad].
+        energy: (B,) total grasp-stage energy; terms: name -> (B,) per-term energies.
+        contact_distance: (B, m) signed pad distances to the surface at the grasp [m].
+        penetration: (B,) deepest surface-sample penetration at the grasp [m] (>= 0).
+        table_penetration: (B,) [m]; self_penetration: (B,) [m] (sphere estimate).
+        valid: (B,) bool, passes the rejection thresholds; reasons: per candidate, '' if valid.
+        timings: stage -> seconds.
+    """
+
+    pregrasp_T: torch.Tensor
+    grasp_T: torch.Tensor
+    pregrasp_u: torch.Tensor
+    grasp_u: torch.Tensor
+    squeeze_u: torch.Tensor
+    energy: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    contact_distance: torch.Tensor
+    penetration: torch.Tensor
+    table_penetration: torch.Tensor
+    self_penetration: torch.Tensor
+    valid: torch.Tensor
+    reasons: list[str]
+    timings: dict[str, float]
+
+
+def _phi(x: torch.Tensor) -> torch.Tensor:
+    y = torch.relu(x / L0)
+    return y + y * y
+
+
+def _frame_from(a: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) with columns a, f, a x f (a, f unit and orthogonal)."""
+    return torch.stack([a, f, torch.cross(a, f, dim=-1)], -1)
+
+
+class Synthesizer:
+    """Batched BODex-style synthesis for one hand.
+
+    Args:
+        hand: :class:`HandModel` (moved to the config's device/dtype).
+        cfg: Settings.
+    """
+
+    def __init__(self, hand: HandModel, cfg: SynthesisConfig | None = None):
+        self.cfg = (cfg or default_config()).validated()
+        self.hand = hand.to(self.cfg.device, self.cfg.torch_dtype)
+        thumb = [i for i, f in enumerate(hand.fingers) if "th" in f.lower()]
+        others = [i for i in range(hand.n_fingers) if i not in thumb]
+        groups = []
+        if thumb and others:
+            groups = [(thumb, self.cfg.thumb_min), (others, self.cfg.fingers_min)]
+        self.solver = PyramidQP(hand.n_fingers, self.cfg.qp, groups)
+
+    # ------------------------------------------------------------------ initialisation
+    def initial_poses(self, obj: ObjectSurface, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(world_T_root (n, 4, 4), u (n, n_act))`` around the object (see module doc)."""
+        cfg, hand = self.cfg, self.hand
+        dt = torch.float64
+        pts = obj.points.detach().cpu().to(dt)
+        center = obj.center.detach().cpu().to(dt)
+        table = cfg.table_z
+        out_T, out_u = [], []
+        have, rounds = 0, 0
+        gc_root = hand.grasp_center.cpu().to(dt)
+        palm_n = hand.palm_normal.cpu().to(dt)
+        palm_f = hand.palm_finger.cpu().to(dt)
+        root_R_palm = _frame_from(palm_n[None], palm_f[None])[0]
+        half_aperture = 0.5 * hand.aperture
+        while have < n and rounds < 50:
+            m = 2 * (n - have) + 8
+            rounds += 1
+            a = torch.randn(m, 3, generator=gen, dtype=dt)
+            a = a / a.norm(dim=-1, keepdim=True)
+            if table is not None:  # approach direction points from hand to object; a_z > 0 = from below
+                lim = math.sin(math.radians(cfg.init.max_elevation))
+                # uniform on the cap a_z <= lim: z uniform in [-1, lim] (Archimedes), azimuth uniform
+                z = -1 + (lim + 1) * torch.rand(m, generator=gen, dtype=dt)
+                phi = 2 * math.pi * torch.rand(m, generator=gen, dtype=dt)
+                r = torch.sqrt((1 - z * z).clamp_min(0))
+                a = torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1)
+            support = ((pts[None] - center) @ (-a)[..., None]).squeeze(-1).amax(-1)  # (m,)
+            d0 = cfg.init.distance[0] + (cfg.init.distance[1] - cfg.init.distance[0]) * torch.rand(m, generator=gen, dtype=dt)
+            helper = torch.where(a[:, 2:3].abs() > 0.9, torch.tensor([1.0, 0, 0], dtype=dt), torch.tensor([0, 0, 1.0], dtype=dt))
+            e1 = torch.cross(a, helper, dim=-1)
+            e1 = e1 / e1.norm(dim=-1, keepdim=True)
+            e2 = torch.cross(a, e1, dim=-1)
+            ang = 2 * math.pi * torch.rand(m, generator=gen, dtype=dt)
+            f = torch.cos(ang)[:, None] * e1 + torch.sin(ang)[:, None] * e2
+            lat = cfg.init.lateral * obj.radius * (torch.rand(m, 2, generator=gen, dtype=dt) * 2 - 1)
+            # grasp centre (thumb-finger midpoint): at the object's centre when the object fits between
+            # thumb and fingers, else half an aperture inside the near surface; backed off by d0
+            depth = (support - half_aperture).clamp_min(0) + d0
+            gc_w = center - a * depth[:, None] + lat[:, :1] * e1 + lat[:, 1:] * e2
+            world_R_palm = _frame_from(a, f)
+            world_R_root = world_R_palm @ root_R_palm.T
+            root_p = gc_w - (world_R_root @ gc_root[:, None]).squeeze(-1)
+            palm_w = gc_w
+            ok = torch.ones(m, dtype=torch.bool)
+            if table is not None:
+                ok &= root_p[:, 2] > table + cfg.init.root_clearance
+                ok &= palm_w[:, 2] > table
+            idx = torch.nonzero(ok).squeeze(-1)[: n - have]
+            out_T.append(make_transform(world_R_root[idx], root_p[idx]))
+            have += len(idx)
+        if have < n:  # could not satisfy the table constraint (object far below?): keep what we have, pad by repeats
+            if have == 0:
+                raise ConfigError("init", "no initial wrist pose above the table; is the cloud below table_z?")
+            T = torch.cat(out_T)
+            out_T = [T[torch.arange(n) % have]]
+        T = torch.cat(out_T)[:n]
+        base = hand.named_u[cfg.init.pose].cpu().to(dt)
+        u = base[None] + cfg.init.joint_noise * torch.randn(n, len(base), generator=gen, dtype=dt)
+        u = torch.minimum(torch.maximum(u, hand.u_lower.cpu().to(dt)), hand.u_upper.cpu().to(dt))
+        return T, u
+
+    # ------------------------------------------------------------------ energies
+    def energies(self, obj: ObjectSurface, t: torch.Tensor, r6: torch.Tensor, u: torch.Tensor, kind: str,
+                 margin: float, qp_state: QPState | None, qp_iters: int | None = None) -> tuple[dict, QPState, dict]:
+        """Energy terms (B,) for variables ``t, r6, u``; returns ``(terms, qp_state, extras)``."""
+        hand, cfg = self.hand, self.cfg
+        T = make_transform(rot6d_to_matrix(r6), t)
+        geo = hand.forward(u, T)
+        batch = t.shape[0]
+        terms: dict[str, torch.Tensor] = {}
+        sdf_pad, n_pad = obj.query(geo.pads)
+        terms["dist"] = ((sdf_pad - margin) / L0).square().sum(-1)
+        terms["align"] = (1 + (geo.pad_normals * n_pad).sum(-1)).sum(-1)
+        contact = geo.pads - sdf_pad[..., None] * n_pad
+        e_qp, _, sol = grasp_energy(contact, -n_pad, obj.center, max(obj.radius, 0.01), self.cfg.qp,
+                                    qp_state, self.solver, force_directions(t.dtype, t.device), qp_iters)
+        terms["qp"] = e_qp
+        centers = geo.fk.sphere_centers
+        radii = hand.sphere_radii
+        prot = hand.sphere_protrusion
+        sdf_sph = obj.sdf(centers)
+        if kind == "coarse":
+            r_eff = radii - torch.where(hand.sphere_is_distal, prot, 0.5 * prot)
+            terms["pen"] = _phi(r_eff + margin - sdf_sph).sum(-1)
+        else:
+            sdf_surf = obj.sdf(geo.surface)
+            r_eff = radii - prot
+            non_distal = (~hand.sphere_is_distal).to(t.dtype)
+            terms["pen"] = _phi(margin - sdf_surf).sum(-1) + (_phi(r_eff + margin - sdf_sph) * non_distal).sum(-1)
+        if cfg.table_z is not None:
+            terms["table"] = _phi(cfg.table_z + cfg.table_clearance - (centers[..., 2] - radii)).sum(-1)
+        else:
+            terms["table"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
+        pairs = hand.self_pairs
+        if len(pairs):
+            r_s = radii - 0.5 * prot
+            ca, cb = centers[:, pairs[:, 0]], centers[:, pairs[:, 1]]
+            pen_self = r_s[pairs[:, 0]] + r_s[pairs[:, 1]] - (ca - cb).norm(dim=-1)
+            terms["self"] = _phi(pen_self).sum(-1)
+        else:
+            terms["self"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
+        extras = {"geo": geo, "sdf_pad": sdf_pad, "sdf_sph": sdf_sph}
+        return terms, sol.state.detach(), extras
+
+    def total(self, terms: dict) -> torch.Tensor:
+        w = self.cfg.weights
+        return (w.qp * terms["qp"] + w.dist * terms["dist"] + w.align * terms["align"] + w.pen * terms["pen"]
+                + w.table * terms["table"] + w.self_ * terms["self"])
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, obj: ObjectSurface, seed: int = 0, n: int | None = None, progress=None) -> Candidates:
+        """Optimise ``n`` (default ``cfg.n_candidates``) candidates for one object surface.
+
+        ``progress``: optional callable ``(stage, iteration, mean energy)``.
+        """
+        cfg, hand = self.cfg, self.hand
+        dev, dt = torch.device(cfg.device), cfg.torch_dtype
+        n = n or cfg.n_candidates
+        obj = obj.to(dev, dt)
+        gen = torch.Generator().manual_seed(int(seed))
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        T0, u0 = self.initial_poses(obj, n, gen)
+        timings["init"] = time.perf_counter() - t0
+        t = T0[:, :3, 3].to(dev, dt).clone().requires_grad_(True)
+        r6 = matrix_to_rot6d(T0[:, :3, :3]).to(dev, dt).clone().requires_grad_(True)
+        u = u0.to(dev, dt).clone().requires_grad_(True)
+        qp_state = None
+        snapshots = {}
+        for stage in cfg.stages:
+            ts = time.perf_counter()
+            lr_t, lr_r, lr_u = (x * stage.lr_scale for x in cfg.lr)
+            opt = torch.optim.Adam([
+                {"params": [t], "lr": lr_t * stage.wrist_lr_scale},
+                {"params": [r6], "lr": lr_r * stage.wrist_lr_scale},
+                {"params": [u], "lr": lr_u},
+            ])
+            base_lrs = [g["lr"] for g in opt.param_groups]
+            for it in range(stage.iters):
+                frac = it / max(stage.iters - 1, 1)
+                for g, lr0 in zip(opt.param_groups, base_lrs):
+                    g["lr"] = lr0 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+                terms, qp_state, _ = self.energies(obj, t, r6, u, stage.kind, stage.margin, qp_state,
+                                                   cfg.qp_iters_first if qp_state is None else None)
+                loss = self.total(terms)
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                for p in (t, r6, u):
+                    if p.grad is not None:
+                        p.grad.nan_to_num_(0.0, 0.0, 0.0)
+                if stage.wrist_lr_scale == 0:
+                    t.grad = None
+                    r6.grad = None
+                opt.step()
+                with torch.no_grad():
+                    u.copy_(hand.clamp(u))
+                    r6.copy_(matrix_to_rot6d(rot6d_to_matrix(r6)))  # keep the 6-D vectors orthonormal
+                if progress is not None and (it % 50 == 0 or it == stage.iters - 1):
+                    progress(stage.name, it, float(loss.detach().mean()))
+            timings[stage.name] = time.perf_counter() - ts
+            snapshots[stage.name] = (t.detach().clone(), r6.detach().clone(), u.detach().clone())
+        # pre-grasp = end of the last stage with a margin; grasp = end of the last stage
+        pre_name = [s.name for s in cfg.stages if s.margin > 0]
+        pre_name = pre_name[-1] if pre_name else cfg.stages[-1].name
+        tp, rp, up = snapshots[pre_name]
+        tg, rg, ug = snapshots[cfg.stages[-1].name]
+        ts = time.perf_counter()
+        with torch.no_grad():
+            terms, _, ex = self.energies(obj, tg, rg, ug, "fine", 0.0, qp_state, cfg.qp_iters_first)
+            energy = self.total(terms)
+            geo = ex["geo"]
+            sdf_surf = obj.sdf(geo.surface)
+            penetration = (-sdf_surf).clamp_min(0).amax(-1)
+            centers, radii = geo.fk.sphere_centers, hand.sphere_radii
+            if cfg.table_z is not None:
+                table_pen = (cfg.table_z - (centers[..., 2] - radii + hand.sphere_protrusion)).clamp_min(0).amax(-1)
+            else:
+                table_pen = torch.zeros_like(penetration)
+            pairs = hand.self_pairs
+            if len(pairs):
+                r_s = radii - hand.sphere_protrusion
+                pen_self = (r_s[pairs[:, 0]] + r_s[pairs[:, 1]]
+                            - (centers[:, pairs[:, 0]] - centers[:, pairs[:, 1]]).norm(dim=-1)).clamp_min(0).amax(-1)
+            else:
+                pen_self = torch.zeros_like(penetration)
+            cdist = ex["sdf_pad"]
+            squeeze = hand.clamp(2 * ug - up)
+        timings["evaluate"] = time.perf_counter() - ts
+        finite = torch.isfinite(energy) & torch.isfinite(tg).all(-1) & torch.isfinite(ug).all(-1)
+        reasons = []
+        for i in range(n):
+            r = []
+            if not bool(finite[i]):
+                r.append("non-finite")
+            if float(penetration[i]) > cfg.max_penetration:
+                r.append(f"penetration {1000 * float(penetration[i]):.1f} mm")
+            if float(cdist[i].abs().max()) > cfg.max_contact_distance:
+                r.append(f"contact distance {1000 * float(cdist[i].abs().max()):.1f} mm")
+            if float(table_pen[i]) > cfg.max_table_penetration:
+                r.append(f"table penetration {1000 * float(table_pen[i]):.1f} mm")
+            reasons.append("; ".join(r))
+        valid = torch.tensor([not r for r in reasons])
+        cpu = lambda x: x.detach().to("cpu", torch.float64)  # noqa: E731
+        return Candidates(
+            pregrasp_T=cpu(make_transform(rot6d_to_matrix(rp), tp)),
+            grasp_T=cpu(make_transform(rot6d_to_matrix(rg), tg)),
+            pregrasp_u=cpu(up), grasp_u=cpu(ug), squeeze_u=cpu(squeeze),
+            energy=cpu(energy), terms={k: cpu(v) for k, v in terms.items()},
+            contact_distance=cpu(cdist), penetration=cpu(penetration), table_penetration=cpu(table_pen),
+            self_penetration=cpu(pen_self), valid=valid, reasons=reasons, timings=timings,
+        )
+
+
+def rank(c: Candidates, top_k: int) -> np.ndarray:
+    """Indices of the ``top_k`` valid candidates, lowest energy first (stable: ties by index)."""
+    e = c.energy.numpy().copy()
+    e[~c.valid.numpy()] = np.inf
+    order = np.argsort(e, kind="stable")
+    order = order[np.isfinite(e[order])]
+    return order[:top_k]

@@ -1,0 +1,191 @@
+"""Upper level of the grasp synthesis: object surface grid, hand model, energy gradients vs finite
+differences, initialisation, determinism, devices."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from dex_description.rotations import make_transform, matrix_to_rot6d, rot6d_to_matrix
+from dex_proposal.hand import HandModel
+from dex_proposal.surface import SurfaceConfig, build_surface, is_partial, mirror_complete
+from dex_proposal.synthesis import StageConfig, Synthesizer, default_config, rank
+
+ROBOTS = ["ur10e_shadow", "ur5e_leap"]
+
+
+def _box_sdf(q: np.ndarray, half: np.ndarray) -> np.ndarray:
+    d = np.abs(q) - half
+    return np.linalg.norm(np.maximum(d, 0), axis=1) + np.minimum(d.max(1), 0)
+
+
+def _cloud(mesh: trimesh.Trimesh, n: int = 2500, seed: int = 0):
+    pts, fi = trimesh.sample.sample_surface_even(mesh, n, seed=seed)
+    return pts, mesh.face_normals[fi]
+
+
+@pytest.fixture(scope="module")
+def cylinder_surface():
+    m = trimesh.creation.cylinder(radius=0.03, height=0.12)
+    m.apply_translation([0.0, 0.6, 0.06])
+    pts, nrm = _cloud(m)
+    return build_surface(pts, nrm, table_z=0.0, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module", params=ROBOTS)
+def hand(request):
+    return HandModel(request.param, dtype=torch.float64)
+
+
+def test_surface_signed_distance_of_a_box():
+    half = np.array([0.03, 0.02, 0.06])
+    m = trimesh.creation.box(2 * half)
+    pts, nrm = _cloud(m, 4000)
+    surf = build_surface(pts, nrm, table_z=None, dtype=torch.float64)
+    assert not surf.partial
+    q = np.random.default_rng(0).uniform(-0.09, 0.09, (4000, 3))
+    truth = _box_sdf(q, half)
+    sdf, normal = surf.query(torch.as_tensor(q))
+    err = np.abs(sdf.numpy() - truth)
+    near = np.abs(truth) < 0.02
+    assert err[near].mean() < 1.5e-3 and err[near].max() < 6e-3
+    assert np.all(np.sign(sdf.numpy()[np.abs(truth) > 0.01]) == np.sign(truth[np.abs(truth) > 0.01]))
+    # normals on the +x face point +x
+    face = (np.abs(q[:, 0] - half[0]) < 0.003) & (np.abs(q[:, 1]) < 0.01) & (np.abs(q[:, 2]) < 0.04)
+    assert face.any() and np.all(normal.numpy()[face, 0] > 0.9)
+
+
+def test_partial_cloud_is_detected_and_mirror_completed():
+    m = trimesh.creation.cylinder(radius=0.03, height=0.1)
+    pts, nrm = _cloud(m, 4000)
+    view = np.array([1.0, 0.0, 0.0])
+    vis = nrm @ view > 0.1
+    assert is_partial(nrm[vis], 0.3) and not is_partial(nrm, 0.3)
+    full, full_n, info = mirror_complete(pts[vis], nrm[vis])
+    assert len(full) > 1.5 * vis.sum()
+    # the completed cloud covers the far side of the cylinder (x < 0) that the view never saw
+    assert pts[vis][:, 0].min() > -0.005
+    assert -0.04 < full[:, 0].min() < -0.02
+    surf = build_surface(pts[vis], nrm[vis], SurfaceConfig(), table_z=None, dtype=torch.float64)
+    assert surf.partial and surf.completed
+    # the cylinder's axis is inside the completed object
+    sdf, _ = surf.query(torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.03]], dtype=torch.float64))
+    assert float(sdf.max()) < -0.01
+
+
+def test_hand_model_limits_and_coupling(hand):
+    assert hand.n_act == len(hand.cfg.actuated)
+    assert torch.all(hand.u_lower <= hand.u_upper)
+    g = torch.Generator().manual_seed(0)
+    u = hand.u_lower + (hand.u_upper - hand.u_lower) * torch.rand(200, hand.n_act, generator=g, dtype=torch.float64)
+    q = hand.joints(u)
+    lo, hi = hand.kin.lower, hand.kin.upper
+    assert torch.all(q >= lo - 1e-9) and torch.all(q <= hi + 1e-9)  # every split stays in range
+    # actuated -> joints -> actuated is the identity (coupled sums)
+    torch.testing.assert_close(hand.kin.actuated_from_joints(q), u)
+    assert len(hand.self_pairs) > 100
+    assert hand.surface_local.shape[0] > 300
+    # pads face roughly the palm normal at the open pose
+    assert hand.aperture > 0.05
+
+
+def test_energy_gradient_matches_finite_differences(hand, cylinder_surface):
+    """d(total energy)/d(wrist translation, rot6d, actuated) vs central differences, both stages.
+    The QP is warm-started from an accurate solve at the base point so that every perturbed value
+    is the exact optimum (the envelope gradient is only correct at the optimum)."""
+    from dex_proposal.qp import QPConfig
+
+    cfg = replace(default_config(), dtype="float64", qp=replace(default_config().qp, iters=300, adapt_every=25))
+    syn = Synthesizer(hand, cfg)
+    T0, u0 = syn.initial_poses(cylinder_surface, 2, torch.Generator().manual_seed(3))
+    t = T0[:, :3, 3].clone().requires_grad_(True)
+    r6 = matrix_to_rot6d(T0[:, :3, :3]).clone().requires_grad_(True)
+    u = u0.clone().requires_grad_(True)
+    assert isinstance(syn.cfg.qp, QPConfig)
+    for kind, margin in (("coarse", 0.01), ("fine", 0.0)):
+        with torch.no_grad():
+            _, state, _ = syn.energies(cylinder_surface, t, r6, u, kind, margin, None, 4000)
+        terms, _, _ = syn.energies(cylinder_surface, t, r6, u, kind, margin, state, 1000)
+        total = syn.total(terms)
+        assert float(terms["qp"].min()) > 0  # the QP term takes part
+        gt, gr, gu = torch.autograd.grad(total.sum(), [t, r6, u])
+
+        def f(tt, rr, uu):
+            with torch.no_grad():
+                return syn.total(syn.energies(cylinder_surface, tt, rr, uu, kind, margin, state, 1000)[0])
+
+        h = 1e-6
+        rng = np.random.default_rng(1)
+        for var, grad in ((0, gt), (1, gr), (2, gu)):
+            for _ in range(2):
+                b = int(rng.integers(2))
+                k = int(rng.integers(grad.shape[1]))
+                args_p = [t.detach().clone(), r6.detach().clone(), u.detach().clone()]
+                args_m = [a.clone() for a in args_p]
+                args_p[var][b, k] += h
+                args_m[var][b, k] -= h
+                fd = float((f(*args_p)[b] - f(*args_m)[b]) / (2 * h))
+                an = float(grad[b, k])
+                assert abs(fd - an) <= 2e-3 * max(1.0, abs(fd)), (kind, var, b, k, fd, an)
+
+
+def test_initial_poses_face_the_object_and_stay_above_the_table(hand, cylinder_surface):
+    syn = Synthesizer(hand, replace(default_config(), dtype="float64"))
+    T, u = syn.initial_poses(cylinder_surface, 64, torch.Generator().manual_seed(0))
+    assert torch.all(T[:, 2, 3] > 0.0)  # wrist (root) above the table
+    geo = hand.forward(u, T)
+    c = cylinder_surface.center
+    to_c = c - geo.pads
+    to_c = to_c / to_c.norm(dim=-1, keepdim=True)
+    facing = (geo.pad_normals * to_c).sum(-1).mean(-1)
+    assert float(facing.median()) > 0.3
+    gc = (T[:, :3, :3] @ hand.grasp_center + T[:, :3, 3])
+    assert float((gc - c).norm(dim=-1).median()) < 0.06
+    assert torch.all(u >= hand.u_lower - 1e-12) and torch.all(u <= hand.u_upper + 1e-12)
+
+
+def _short(n=6, iters=(25, 8, 8)):
+    stages = (StageConfig("coarse", "coarse", 0.01, iters[0]), StageConfig("fine", "fine", 0.01, iters[1], 0.3),
+              StageConfig("grasp", "fine", 0.0, iters[2], 0.3, 0.0))
+    return replace(default_config(), n_candidates=n, stages=stages)
+
+
+def test_synthesis_is_deterministic_and_consistent(cylinder_surface):
+    hand = HandModel("ur5e_leap")
+    syn = Synthesizer(hand, _short())
+    a = syn.run(cylinder_surface, seed=4)
+    b = syn.run(cylinder_surface, seed=4)
+    torch.testing.assert_close(a.grasp_T, b.grasp_T)
+    torch.testing.assert_close(a.energy, b.energy)
+    c = syn.run(cylinder_surface, seed=5)
+    assert not torch.allclose(a.grasp_T, c.grasp_T)
+    # squeeze = clamp(2 grasp - pregrasp), wrist frozen in the grasp stage, everything in limits
+    lo, hi = hand.u_lower.double(), hand.u_upper.double()
+    torch.testing.assert_close(a.squeeze_u, torch.minimum(torch.maximum(2 * a.grasp_u - a.pregrasp_u, lo), hi))
+    torch.testing.assert_close(a.grasp_T, a.pregrasp_T)
+    for u in (a.pregrasp_u, a.grasp_u, a.squeeze_u):
+        assert torch.all(u >= lo - 1e-6) and torch.all(u <= hi + 1e-6)
+    order = rank(a, 3)
+    assert all(bool(a.valid[i]) for i in order)
+    assert list(a.energy[order].numpy()) == sorted(a.energy[order].numpy())
+
+
+def test_optimisation_reduces_the_energy(cylinder_surface):
+    hand = HandModel("ur10e_shadow")
+    before = Synthesizer(hand, _short(8, (0, 0, 1))).run(cylinder_surface, seed=0)
+    after = Synthesizer(hand, _short(8, (60, 10, 10))).run(cylinder_surface, seed=0)
+    assert float(after.energy.median()) < 0.5 * float(before.energy.median())
+    assert float(after.contact_distance.abs().median()) < float(before.contact_distance.abs().median())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu(cylinder_surface):
+    hand = HandModel("ur5e_leap")
+    cfg = replace(_short(4, (10, 3, 3)), dtype="float64")
+    cpu = Synthesizer(hand, cfg).run(cylinder_surface, seed=1)
+    gpu = Synthesizer(HandModel("ur5e_leap"), replace(cfg, device="cuda")).run(cylinder_surface, seed=1)
+    np.testing.assert_allclose(gpu.energy.numpy(), cpu.energy.numpy(), rtol=1e-4, atol=1e-4)
