@@ -306,7 +306,12 @@ def unreachable_scenarios(rng, planner: CpuPlanner, n: int) -> list[Scenario]:
         else:
             quat = quat * 2.0
             expected = (REASON_INVALID,)
-        out.append(Scenario(kind, obj, obstacles, cloud, T, quat, pre, home, expected))
+        sc = Scenario(kind, obj, obstacles, cloud, T, quat, pre, home, expected)
+        planner.set_scene(sc.planning_scene(planner.cfg.collision.cloud_resolution))
+        open_q = np.asarray(robot.cfg.hand.named_poses["open"], dtype=np.float64)
+        if planner.start_collisions(home, open_q) or planner.preshape_collisions(home, open_q, pre):
+            continue  # the scene would make the START invalid (another typed failure): draw again
+        out.append(sc)
     return out
 
 
@@ -357,7 +362,7 @@ def run_combo(name: str, n_targets: int, n_unreachable: int, seed: int, override
                         "mj_penetration": chk.max_penetration, "mj_pairs": chk.pairs,
                         "mj_vel_ratio": chk.max_vel_ratio, "mj_acc_ratio": chk.max_acc_ratio,
                         "mj_hand_vel_ratio": chk.hand_max_vel_ratio})
-            if len(shown) < 4 and (len(shown) < 2 or not st.direct):
+            if len(shown) < 4 and (len(shown) < 2 or not st.direct) and sc.obstacles:
                 shown.append((sc, res))
         rows.append(row)
         if (i + 1) % 20 == 0 or i + 1 == n_targets:
@@ -466,15 +471,15 @@ def markdown(summaries: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_paths(robot: Robot, checker: MujocoChecker, shown: list, path: Path, size=(480, 360)) -> None:
-    """A grid of pictures: robot at the pre-grasp, object/obstacles, and the hand root's path (dots)."""
+def render_paths(robot: Robot, checker: MujocoChecker, shown: list, path: Path, size=(560, 420)) -> None:
+    """A 2 x 2 grid of pictures: the robot at the pre-grasp, the object (orange), obstacles (grey-blue)
+    and the hand root's path (dots from red at the start to blue at the pre-grasp), with a caption."""
     import mujoco
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     tiles = []
     root = robot.cfg.hand.root_body
     for sc, res in shown:
-        # hand root positions along the arm path (MuJoCo FK of the planned arm states)
         checker.set_scene(sc.primitives())
         m, d = checker.model, checker.data
         t, qa, qh = checker.states(res.arm, res.hand)
@@ -485,21 +490,27 @@ def render_paths(robot: Robot, checker: MujocoChecker, shown: list, path: Path, 
             d.qpos[checker._hand_adr] = qh[k]
             mujoco.mj_kinematics(m, d)
             pts.append(d.xpos[m.body(root).id].copy())
-        markers = [(p, 0.012, (1.0 - a, 0.2, a, 1.0)) for p, a in zip(pts, np.linspace(0, 1, len(pts)))]
+        markers = [(p, 0.012, (1.0 - a, 0.15, a, 1.0)) for p, a in zip(pts, np.linspace(0, 1, len(pts)))]
         checker.set_scene(sc.primitives(), markers)
         m, d = checker.model, checker.data
         m.vis.global_.offwidth, m.vis.global_.offheight = max(size[0], 640), max(size[1], 480)
+        m.vis.headlight.ambient[:] = [0.35, 0.35, 0.35]
         d.qpos[:] = m.qpos0
         d.qpos[checker._arm_adr] = qa[-1]
         d.qpos[checker._hand_adr] = qh[-1]
         mujoco.mj_forward(m, d)
         cam = mujoco.MjvCamera()
-        cam.lookat[:] = [0.0, 0.45, 0.25]
-        cam.distance = 2.2 if robot.cfg.arm.name == "ur5e" else 2.8
-        cam.azimuth, cam.elevation = 135.0, -30.0
+        cam.lookat[:] = 0.5 * (np.mean(pts, axis=0) + np.array([0.0, 0.3, 0.2]))
+        cam.distance = 1.5 if robot.cfg.arm.name == "ur5e" else 2.1
+        cam.azimuth, cam.elevation = 135.0, -25.0
         with mujoco.Renderer(m, size[1], size[0]) as renderer:
             renderer.update_scene(d, cam)
-            tiles.append(renderer.render())
+            img = Image.fromarray(renderer.render())
+        st = res.attempt.stats
+        how = "straight line" if st.direct else ("via lifted states" if st.via else "OMPL RRTConnect")
+        ImageDraw.Draw(img).text((8, 8), f"{sc.object.kind}, {len(sc.obstacles)} obstacle(s): {how}, "
+                                 f"{1e3 * res.planning_time:.0f} ms, {res.arm.duration:.1f} s motion", fill=(255, 255, 255))
+        tiles.append(np.asarray(img))
     cols = 2
     rows = (len(tiles) + cols - 1) // cols
     canvas = np.full((rows * size[1], cols * size[0], 3), 255, dtype=np.uint8)

@@ -131,7 +131,6 @@ class CpuPlanner(ArmPlanner):
             scene = PlanningScene(scene.boxes, scene.cloud, self.cfg.collision.cloud_resolution)
         self.collision.set_scene(scene, self.levels)
         self._base_joint_margins()
-        self.R = lever_arms(self.collision)
 
     def _base_joint_margins(self) -> None:
         """Clip the margins of (joint-1 geom, environment) pairs to half their clearance at home."""
@@ -182,6 +181,7 @@ class CpuPlanner(ArmPlanner):
         t0 = time.monotonic()
         cm = self.collision
         cm.set_hand(hand_q)
+        self.R = lever_arms(cm)  # the hand's reach about the last joints depends on its shape
         lo, hi = self.bounds(start_q)
         sols = self.ik.solve(world_T_flange, lo, hi, start_q)
         stats.n_ik_solutions = len(sols)
@@ -461,6 +461,7 @@ def check_trajectory(planner: CpuPlanner, traj: Trajectory, hand_q: np.ndarray, 
     """Re-check a finished trajectory (used by tests and the benchmark): collision at ``level`` with
     the hand at ``hand_q`` every ``check_step``, and the limit ratios. Returns a dict."""
     planner.collision.set_hand(hand_q)
+    planner.R = lever_arms(planner.collision)
     bad = planner._dense_collision(traj)
     vr, ar = limit_ratios(traj.qd, traj.qdd, planner.robot.cfg.arm.velocity_limits,
                           planner.robot.cfg.arm.acceleration_limits)

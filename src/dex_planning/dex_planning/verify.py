@@ -103,7 +103,13 @@ class MujocoChecker:
             quat = np.zeros(4)
             mujoco.mju_mat2Quat(quat, np.ascontiguousarray(T[:3, :3]).reshape(9))
             g.quat = quat
-            g.rgba = [0.3, 0.5, 0.8, 1.0] if p.name != "table" else [0.55, 0.45, 0.35, 1.0]
+            g.rgba = {"table": [0.55, 0.45, 0.35, 1.0], "object": [0.95, 0.55, 0.1, 1.0]}.get(p.name, [0.35, 0.45, 0.6, 1.0])
+        for pos in ((0.8, -0.6, 2.2), (-0.8, 1.6, 2.0)):  # for pictures only; lights do not collide
+            light = spec.worldbody.add_light()
+            light.pos = list(pos)
+            light.dir = list(-np.asarray(pos) / np.linalg.norm(pos))
+            light.castshadow = False
+            light.diffuse = [0.7, 0.7, 0.7]
         for k, (pos, radius, rgba) in enumerate(markers or []):
             g = spec.worldbody.add_geom()
             g.name = f"marker/{k}"
