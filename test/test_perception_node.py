@@ -89,7 +89,7 @@ def start_node(tmp: Path, frame, params: dict[str, str], calibration: bool = Tru
 @pytest.fixture
 def node_proc(tmp_path, frame):
     """One node per test: two nodes in one domain would both serve /dex/segment_object."""
-    with start_node(tmp_path, frame, {"publish_rate_hz": "4.0"}) as node:
+    with start_node(tmp_path, frame, {"publish_rate_hz": "4"}) as node:  # an integer for a rate is fine
         yield node
 
 
@@ -420,3 +420,12 @@ def test_missing_sam_checkpoint_and_missing_calibration_are_statuses(tmp_path, c
         res = client.call("largest", proc)
         assert res.status == "bad_calibration" and "calibration" in res.message, (res.status, res.message)
         assert proc.poll() is None
+
+
+def test_bad_parameters_are_a_status_not_a_crash(tmp_path, client, frame):
+    for params, field in (({"fusion_frames": "0"}, "fusion_frames"), ({"publish_rate_hz": "fast"}, "publish_rate_hz")):
+        with start_node(tmp_path, frame, params) as (proc, log):
+            client.wait_for_node(proc)
+            res = client.call("largest", proc)
+            assert res.status == "bad_config" and field in res.message, (res.status, res.message, log.read_text())
+            assert proc.poll() is None

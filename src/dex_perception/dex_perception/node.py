@@ -48,11 +48,27 @@ from dex_perception.errors import PerceptionError
 
 NAMESPACE = "perception"
 STATUS_TOPIC = "/dex/perception/status"
+PARAMETERS = {
+    "calibration": "",
+    "base_frame": "base_link",
+    "config": "",
+    "prompt": "",
+    "publish_rate_hz": 2.0,
+    "fusion_frames": 1,
+    "use_color": True,
+    "info_slop_s": 0.001,
+    "color_slop_s": 0.03,
+    "sam_checkpoint": "",
+    "sam_model_type": "vit_b",
+    "sam_device": "cpu",
+    "reliable_sensors": False,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     import rclpy
     from geometry_msgs.msg import Point
+    from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -75,36 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     class PerceptionNode(Node):
         def __init__(self) -> None:
             super().__init__("dex_perception")
-            p = self.declare_parameter
-            p("calibration", "")
-            p("base_frame", "base_link")
-            p("config", "")
-            p("prompt", "")
-            p("publish_rate_hz", 2.0)
-            p("fusion_frames", 1)
-            p("use_color", True)
-            p("info_slop_s", 0.001)
-            p("color_slop_s", 0.03)
-            p("sam_checkpoint", "")
-            p("sam_model_type", "vit_b")
-            p("sam_device", "cpu")
-            p("reliable_sensors", False)
-            g = self.get_parameter
-            self.base_frame = str(g("base_frame").value)
-            self.tf_buffer = None
-            self.prompt = str(g("prompt").value)
-            self.use_color = bool(g("use_color").value)
+            dynamic = ParameterDescriptor(dynamic_typing=True)  # 4 and 4.0 both work for a rate
+            for name, default in PARAMETERS.items():
+                self.declare_parameter(name, default, dynamic)
             self.perception: Perception | None = None
             self.setup_error: PerceptionError | None = None
+            self.tf_buffer = None
             try:
-                cfg = load_config(g("config").value) if g("config").value else default_config()
-                overrides = {"fusion_frames": int(g("fusion_frames").value)}
-                if g("sam_checkpoint").value:
-                    overrides.update(sam_checkpoint=str(g("sam_checkpoint").value),
-                                     sam_model_type=str(g("sam_model_type").value),
-                                     sam_device=str(g("sam_device").value))
+                v = self._read_parameters()
+            except PerceptionError as exc:
+                self.setup_error = exc
+                v = dict(PARAMETERS)
+            self.base_frame = str(v["base_frame"])
+            self.prompt = str(v["prompt"])
+            self.use_color = bool(v["use_color"])
+            self.config = default_config()
+            try:
+                if self.setup_error is not None:
+                    raise self.setup_error
+                cfg = load_config(v["config"]) if v["config"] else default_config()
+                overrides = {"fusion_frames": v["fusion_frames"]}
+                if v["sam_checkpoint"]:
+                    overrides.update(sam_checkpoint=v["sam_checkpoint"], sam_model_type=v["sam_model_type"],
+                                     sam_device=v["sam_device"])
                 cfg = config_from_dict(overrides, cfg)
-                calib = str(g("calibration").value)
+                calib = str(v["calibration"])
                 if calib:
                     self.perception = Perception(cfg, load_extrinsics(calib, self.base_frame))
                 else:
@@ -113,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                 self.config = cfg
             except PerceptionError as exc:
                 self.setup_error = exc
+                self.perception = None
                 self.config = default_config()
                 self.get_logger().error(f"perception is not configured: {exc}")
-            self.sync = StampSync(max(10, 2 * self.config.fusion_frames),
-                                  int(float(g("info_slop_s").value) * 1e9), int(float(g("color_slop_s").value) * 1e9))
+            self.sync = StampSync(max(10, 2 * self.config.fusion_frames), int(v["info_slop_s"] * 1e9),
+                                  int(v["color_slop_s"] * 1e9))
             self.last_analysis = None  # (stamp_ns, SceneAnalysis)
             self.last_processed_ns: int | None = None
             self.warned_frame = False
@@ -129,20 +141,46 @@ def main(argv: list[str] | None = None) -> int:
             self.pub_markers = self.create_publisher(MarkerArray, "/dex/markers", latched)
             self.pub_status = self.create_publisher(String, STATUS_TOPIC, latched)
             sensor_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, durability=DurabilityPolicy.VOLATILE,
-                                    reliability=(ReliabilityPolicy.RELIABLE if g("reliable_sensors").value
+                                    reliability=(ReliabilityPolicy.RELIABLE if v["reliable_sensors"]
                                                  else ReliabilityPolicy.BEST_EFFORT))
             self.create_subscription(Image, "/camera/depth/image_rect_raw", self.on_depth, sensor_qos)
             self.create_subscription(CameraInfo, "/camera/depth/camera_info", self.on_info, sensor_qos)
             if self.use_color:
                 self.create_subscription(Image, "/camera/color/image_raw", self.on_color, sensor_qos)
             self.create_service(SegmentObject, "/dex/segment_object", self.on_segment)
-            rate = float(g("publish_rate_hz").value)
+            rate = v["publish_rate_hz"]
             if rate > 0:
                 self.create_timer(1.0 / rate, self.on_timer)
             if self.setup_error is not None:
                 self.publish_status(self.setup_error.status, str(self.setup_error))
             else:
                 self.publish_status("waiting", "waiting for depth + camera_info")
+
+        def _read_parameters(self) -> dict:
+            """Parameter values converted to their types; ConfigError names a bad one."""
+            from dex_perception.errors import ConfigError
+
+            out = {}
+            for name, default in PARAMETERS.items():
+                value = self.get_parameter(name).value
+                try:
+                    if isinstance(default, bool):
+                        if not isinstance(value, bool):
+                            raise ValueError("expected true or false")
+                    elif isinstance(default, int):
+                        if isinstance(value, bool) or float(value) != int(float(value)):
+                            raise ValueError("expected an integer")
+                        value = int(float(value))
+                    elif isinstance(default, float):
+                        if isinstance(value, bool) or not np.isfinite(float(value)) or float(value) < 0:
+                            raise ValueError("expected a finite number >= 0")
+                        value = float(value)
+                    else:
+                        value = "" if value is None else str(value)
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"parameter {name}", f"{value!r}: {exc}") from None
+                out[name] = value
+            return out
 
         def _tf_buffer(self):
             """A tf2 buffer + listener when tf2_ros exists (full ROS install), else the calibration
