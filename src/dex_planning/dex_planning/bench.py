@@ -464,7 +464,8 @@ def markdown(summaries: list[dict], meta: dict) -> str:
         lines.append(f"* {s['combo']}: IK {st['ik_s']:.1f}, search {st['search_s']:.1f}, TOPP-RA {st['timing_s']:.1f}, "
                      f"dense re-check {st['check_s']:.1f}; straight line sufficed for {100 * s['direct_fraction']:.0f} %, "
                      f"lifted via states for {100 * s['via_fraction']:.0f} %, OMPL for the rest; "
-                     f"smooth spline kept for {100 * s['smooth_fraction']:.0f} % of multi-waypoint paths' plans; "
+                     f"TOPP-RA on a smooth spline for {100 * s['smooth_fraction']:.0f} % of plans (the rest: exact "
+                     f"trapezoids per straight segment); "
                      f"p95 path {s['path_length_p95_rad']:.2f} rad, p50 duration {s['duration_p50_s']:.2f} s; "
                      f"failures {s['failures'] or 'none'}; unreachable reasons {s['unreachable_reasons']}; "
                      f"{s['candidates_drawn']} candidate targets drawn for {s['reachable_targets']} reachable ones.")
