@@ -13,8 +13,8 @@ name like ``builtin/test`` or a directory with an ``objects.yaml``):
 4. score: IoU of the selected object's depth pixels vs the target's ground-truth pixels (failed
    frames count as IoU 0), whether the right object was selected, the angle between each output
    normal and the mesh normal at the nearest point of the target's mesh (posed with the
-   ground-truth object pose; dense area-weighted surface samples, face normals -- faceted meshes
-   add a few degrees) for output points within 5 mm of that surface, the fraction of output points
+   ground-truth object pose; dense area-weighted samples of the surfaces facing the camera, face
+   normals -- faceted meshes add a few degrees) for output points within 5 mm of that surface, the fraction of output points
    that are (on target), their median distance to the surface, and whether ``largest`` picks the
    object with the most visible pixels.
 
@@ -105,7 +105,7 @@ def _overlay(rgb: np.ndarray, mask: np.ndarray | None, gt: np.ndarray, labels: n
 
 def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objects: int, seed: int, cfg,
               out_dir: Path, images: int, depth_noise: float = 0.0, depth_encoding: str = "32FC1",
-              seed_offset: int = 0, worst: int = 0, log=print) -> dict:
+              seed_offset: int = 0, worst: int = 0, fusion: int = 1, log=print) -> dict:
     """Benchmark one robot camera config; returns the summary and the per-scene rows."""
     from dex_sim.env import SEG_FIRST_OBJECT, ResetError, SimEnv
     from dex_sim.objects import load_mesh
@@ -142,14 +142,21 @@ def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objec
             continue
         frame = env.render()
         seg = env.render_segmentation().ids
-        depth = frame.depth
-        if depth_noise > 0:  # axial noise growing with z^2 (structured-light/stereo-like), seeded
-            noise_rng = np.random.default_rng(scene_seed)
-            depth = depth + noise_rng.normal(0, depth_noise, depth.shape).astype(np.float32) * depth ** 2
-        if depth_encoding == "16UC1":  # what the sim node / a RealSense publishes: integer millimetres
-            from dex_sim.render import depth_to_mm
+        noise_rng = np.random.default_rng(scene_seed)
+        frames = []
+        for _ in range(max(1, fusion)):  # a static scene seen `fusion` times (independent noise)
+            depth = frame.depth
+            if depth_noise > 0:  # axial noise growing with z^2 (structured-light/stereo-like), seeded
+                depth = depth + noise_rng.normal(0, depth_noise, depth.shape).astype(np.float32) * depth ** 2
+            if depth_encoding == "16UC1":  # what the sim node / a RealSense publishes: integer millimetres
+                from dex_sim.render import depth_to_mm
 
-            depth = depth_to_mm(depth)  # decoded by Perception (uint16 * 1 mm)
+                depth = depth_to_mm(depth)  # decoded by Perception (uint16 * 1 mm)
+            frames.append(depth)
+        if len(frames) > 1:
+            from dex_perception.fusion import fuse_depth
+
+            depth = fuse_depth(frames, cfg.fusion_min_valid)
         valid = np.isfinite(depth_to_metres(depth))
         names = env.object_names
         visible = [int(np.count_nonzero((seg == SEG_FIRST_OBJECT + k) & valid)) for k in range(len(names))]
@@ -199,6 +206,10 @@ def run_robot(robot: str, objects: str, scenes: int, min_objects: int, max_objec
         pose = env.object_poses()[name]
         world_verts = verts @ pose[:3, :3].T + pose[:3, 3]
         samples, normals = _surface_samples(world_verts, faces, 60000, scene_seed)
+        # only surfaces facing the camera can be seen: a noisy point near a thin wall (cup, bowl)
+        # must not be scored against the wall's hidden side
+        front = np.einsum("ij,ij->i", normals, ext.camera_position - samples) > 0
+        samples, normals = samples[front], normals[front]
         dist, idx = cKDTree(samples).query(result.points.astype(np.float64))
         on = dist <= ON_SURFACE_M  # normals are scored where the point is on the target (not a merged neighbour)
         cos = np.clip(np.einsum("ij,ij->i", result.normals[on].astype(np.float64), normals[idx[on]]), -1, 1)
@@ -304,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="std of added axial depth noise at 1 m [m] (scaled by z^2); 0 = the sim's exact depth")
     parser.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
                         help="32FC1: float metres as rendered; 16UC1: rounded to integer millimetres (sim node, RealSense)")
+    parser.add_argument("--fusion", type=int, default=1,
+                        help="fuse this many noisy copies of each frame (dex_perception.fusion) before processing")
     parser.add_argument("--images", type=int, default=4, help="segmentation PNGs per robot (the first scenes)")
     parser.add_argument("--worst", type=int, default=2, help="segmentation PNGs of the lowest-IoU scenes per robot")
     parser.add_argument("--out", default="out/bench/perception.json")
@@ -329,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         try:  # each robot camera config gets its own scenes (seed offset 10007 per config)
             results.append(run_robot(robot, args.objects, args.scenes, args.min_objects, args.max_objects, args.seed, cfg,
                                      out.parent, args.images, args.depth_noise, args.depth_encoding,
-                                     seed_offset=10007 * index, worst=args.worst))
+                                     seed_offset=10007 * index, worst=args.worst, fusion=args.fusion))
         except Exception as exc:  # noqa: BLE001 - report which robot/set failed, keep the others
             if type(exc).__module__.startswith(("dex_sim", "dex_description")):
                 print(f"perception bench: {robot}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -341,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": " ".join(["python -m dex_perception.bench", *(argv if argv is not None else sys.argv[1:])]),
             "machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
             "load_average_start": load_start, "load_average_end": os.getloadavg(), "open3d": open3d.__version__, "python": platform.python_version(),
-            "depth_noise": args.depth_noise, "depth_encoding": args.depth_encoding, "config": args.config or "default",
+            "depth_noise": args.depth_noise, "depth_encoding": args.depth_encoding, "fusion": args.fusion,
+            "config": args.config or "default",
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     out.write_text(json.dumps({"meta": meta, "summaries": summaries, "rows": {r["summary"]["robot"]: r["rows"] for r in results}},
                               indent=1, default=float))

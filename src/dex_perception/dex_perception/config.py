@@ -65,6 +65,9 @@ class PerceptionConfig:
         max_table_tilt_deg: The table normal must be within this angle of base ``+z``.
         min_table_points: A plane with fewer inliers (among all workspace points) is no table.
         object_min_height: Points closer than this [m] to the table plane belong to the table.
+        adapt_to_noise: Measure the depth noise on the table (robust std of its points about the
+            plane) and raise the inlier distance to 2.5, the object height threshold to 3 and the
+            normal radius to 5 noise standard deviations when those exceed the values above.
     Clustering:
         cluster_voxel: Object points are averaged into voxels of this edge [m] before DBSCAN.
         cluster_eps: DBSCAN neighbourhood radius [m] (on voxel centres).
@@ -106,6 +109,7 @@ class PerceptionConfig:
     max_table_tilt_deg: float = 15.0
     min_table_points: int = 300
     object_min_height: float = 0.005
+    adapt_to_noise: bool = True
     cluster_voxel: float = 0.005
     cluster_eps: float = 0.0125
     cluster_min_voxels: int = 3
@@ -166,6 +170,8 @@ def validate_config(cfg: PerceptionConfig) -> None:
         raise ConfigError("max_table_tilt_deg", f"must be in (0, 90), got {cfg.max_table_tilt_deg!r}")
     if not _finite(cfg.fusion_min_valid) or not 0 < cfg.fusion_min_valid <= 1:
         raise ConfigError("fusion_min_valid", f"must be in (0, 1], got {cfg.fusion_min_valid!r}")
+    if not isinstance(cfg.adapt_to_noise, bool):
+        raise ConfigError("adapt_to_noise", f"must be true or false, got {cfg.adapt_to_noise!r}")
     if cfg.normal_orientation not in ("camera", "centroid"):
         raise ConfigError("normal_orientation", f"must be 'camera' or 'centroid', got {cfg.normal_orientation!r}")
     if cfg.sam_model_type not in ("vit_b", "vit_l", "vit_h", "default"):

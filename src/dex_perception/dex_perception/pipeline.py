@@ -11,7 +11,9 @@ Stages (:meth:`Perception.analyse`, then :meth:`Perception.select`):
 3. table: open3d RANSAC (``segment_plane``) on a random subset of the workspace points, accepted
    only if its normal is within ``max_table_tilt_deg`` of ``+z`` and most remaining points are
    above it (so a large box top is not taken for the table); refined by least squares on every
-   inlier (none -> :class:`NoTableError`).
+   inlier (none -> :class:`NoTableError`); the robust spread of the table points about the plane
+   measures the depth noise, which (``adapt_to_noise``) raises the inlier distance, the object
+   height threshold and the normal radius above their configured minimums.
 4. objects: points higher than ``object_min_height`` above the plane, averaged into
    ``cluster_voxel`` voxels (numpy, so the voxel -> pixel map is kept), clustered with open3d
    DBSCAN; clusters with fewer than ``min_cluster_points`` pixels are dropped; sorted largest first
@@ -100,12 +102,15 @@ class TablePlane:
         offset: Plane offset [m].
         inliers: Number of workspace points within ``plane_distance``.
         support: (K, 3) a random subset of the inliers projected onto the plane [m].
+        noise_std: Robust (MAD) standard deviation [m] of the table points' heights about the plane:
+            the depth noise at the table's distance.
     """
 
     normal: np.ndarray
     offset: float
     inliers: int
     support: np.ndarray
+    noise_std: float = 0.0
 
     def height(self, points: np.ndarray) -> np.ndarray:
         """(N,) signed height [m] of ``points`` above the plane."""
@@ -340,13 +345,14 @@ class Perception:
         table = self._fit_table(points)
         timer.lap("table")
         height = table.height(points)
-        above = height > cfg.object_min_height
+        min_height = self._min_height(table)
+        above = height > min_height
         cand_points, cand_pixels = points[above], pixels[above]
         clusters = self._cluster(cand_points, cand_pixels, camera.width)
         timer.lap("cluster")
         if not clusters:
             raise NoObjectError(f"table found ({table.inliers} points) but no object above it: "
-                                f"{cand_points.shape[0]} points higher than {cfg.object_min_height * 1000:.0f} mm, "
+                                f"{cand_points.shape[0]} points higher than {min_height * 1000:.0f} mm, "
                                 f"no cluster of >= {cfg.min_cluster_points} pixels")
         return SceneAnalysis(camera, self.base_T_camera.copy(), depth, rgb, points, pixels, table,
                              cand_points, cand_pixels, clusters, timings)
@@ -399,14 +405,32 @@ class Perception:
             refined = refined if refined[2] > 0 else -refined
             if refined[2] >= cos_tilt:
                 normal, offset = refined, float(-refined @ centre)
-            dist = np.abs(_affine_dot(points, normal, offset))
-            inlier_pts = points[dist < cfg.plane_distance]
+            signed = _affine_dot(points, normal, offset)
+            window = signed[np.abs(signed) < max(4 * cfg.plane_distance, 0.02)]
+            window = window[:: max(1, window.size // 20000)]
+            noise = float(1.4826 * np.median(np.abs(window - np.median(window)))) if window.size else 0.0
+            threshold = max(cfg.plane_distance, 2.5 * noise) if cfg.adapt_to_noise else cfg.plane_distance
+            inlier_pts = points[np.abs(signed) < threshold]
             support = inlier_pts[:: max(1, inlier_pts.shape[0] // 4000)].astype(np.float64)
             support -= np.outer(_affine_dot(support, normal, offset), normal)  # project onto the plane
-            return TablePlane(normal, offset, int(inlier_pts.shape[0]), support)
+            return TablePlane(normal, offset, int(inlier_pts.shape[0]), support, noise)
         why = "; ".join(reasons) if reasons else "RANSAC found no plane"
         raise NoTableError(f"no table: no plane within {cfg.max_table_tilt_deg} deg of horizontal with >= "
                            f"{cfg.min_table_points} inliers among {n} workspace points ({why})")
+
+    def _min_height(self, table: TablePlane) -> float:
+        """Object points must be this high [m] above the table: ``object_min_height``, raised to 3
+        noise standard deviations of the table's depth when ``adapt_to_noise``."""
+        cfg = self.config
+        return max(cfg.object_min_height, 3.0 * table.noise_std) if cfg.adapt_to_noise else cfg.object_min_height
+
+    def normal_radius(self, table: TablePlane | None) -> float:
+        """Normal-estimation radius [m]: ``normal_radius``, raised to 5 noise standard deviations
+        (PCA normal error ~ noise / radius) when ``adapt_to_noise``."""
+        cfg = self.config
+        if not cfg.adapt_to_noise or table is None:
+            return cfg.normal_radius
+        return max(cfg.normal_radius, 5.0 * table.noise_std)
 
     def _cluster(self, points: np.ndarray, pixels: np.ndarray, width: int) -> list[Cluster]:
         cfg = self.config
@@ -519,7 +543,7 @@ class Perception:
             timer.lap("sam")
         mask = np.zeros(cam.height * cam.width, dtype=bool)
         mask[obj_pixels] = True
-        points, normals = self._object_cloud(obj_points, analysis.camera_position)
+        points, normals = self._object_cloud(obj_points, analysis.camera_position, self.normal_radius(analysis.table))
         timer.lap("object_cloud")
         if points.shape[0] < 3:
             raise NoObjectError(f"selected object ({obj_points.shape[0]} points) left {points.shape[0]} points after "
@@ -549,7 +573,8 @@ class Perception:
             return cluster.points, cluster.pixels, "cluster"
         return analysis.candidate_points[sel], analysis.candidate_pixels[sel], "sam"
 
-    def _object_cloud(self, points: np.ndarray, camera_position: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _object_cloud(self, points: np.ndarray, camera_position: np.ndarray,
+                      normal_radius: float) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         o3 = o3d()
         pcd = o3.geometry.PointCloud(o3.utility.Vector3dVector(points.astype(np.float64)))
@@ -560,7 +585,8 @@ class Perception:
             pcd = pcd.farthest_point_down_sample(cfg.max_points)
         if len(pcd.points) < 3:
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)
-        pcd.estimate_normals(o3.geometry.KDTreeSearchParamHybrid(radius=cfg.normal_radius, max_nn=cfg.normal_max_nn))
+        max_nn = max(cfg.normal_max_nn, int(cfg.normal_max_nn * (normal_radius / cfg.normal_radius) ** 2))
+        pcd.estimate_normals(o3.geometry.KDTreeSearchParamHybrid(radius=normal_radius, max_nn=max_nn))
         pts = np.asarray(pcd.points)
         nrm = np.asarray(pcd.normals).copy()
         if cfg.normal_orientation == "camera":
