@@ -396,3 +396,21 @@ def test_stamp_sync_matches_by_stamp():
         sync.add_depth(k * 100 * ms, f"d{k}00")
     assert sync.counts == (4, 3, 2)
     assert sync.latest() is None  # d500..d800 have no camera info; d100..d300 were dropped
+
+
+def test_noise_is_measured_on_the_table_and_adapts_thresholds(frame):
+    rng = np.random.default_rng(5)
+    noisy = frame.depth + rng.normal(0, 0.008, frame.depth.shape).astype(np.float32)  # 8 mm along the rays
+    adaptive = Perception(default_config(), frame.base_T_camera)
+    fixed = Perception(replace(default_config(), adapt_to_noise=False), frame.base_T_camera)
+    clean = adaptive.analyse(frame.depth, frame.camera)
+    assert clean.table.noise_std < 1e-4  # exact depth: no noise, thresholds as configured
+    assert adaptive._min_height(clean.table) == default_config().object_min_height
+    a = adaptive.process(noisy, frame.camera, None, "largest")
+    # rays ~45 deg off the table normal: ~0.7 of the depth noise shows as height noise
+    assert 0.004 < a.table.noise_std < 0.007, a.table.noise_std
+    assert adaptive.normal_radius(a.table) > default_config().normal_radius
+    assert a.num_objects == len(SCENE.objects) and iou(a.mask, gt_mask(frame, match(a, frame))) > 0.8
+    # the fixed 5 mm height threshold lets table noise through: extra clusters, merged objects
+    b = fixed.process(noisy, frame.camera, None, "largest")
+    assert b.num_objects > len(SCENE.objects) or iou(b.mask, gt_mask(frame, match(b, frame))) < 0.5
