@@ -7,19 +7,23 @@ Per proposal (:meth:`CpuPlanner.plan_to_pose`):
    (:mod:`dex_planning.ik`); none -> ``no_ik``.
 2. Goal check with the hand at its pre-grasp shape (``endpoint`` margin); none free ->
    ``collision_at_goal``.
-3. Search: the straight joint-space line to each goal, else OMPL (RRTConnect or AORRTC) to all goal
-   states at once, then OMPL's shortcutting/smoothing; nothing within the deadline -> ``planner_timeout``.
-4. TOPP-RA time parameterisation (:mod:`dex_planning.timing`), smooth spline first, rest-to-rest
-   straight segments if the spline's dense re-check fails.
-5. Independent dense re-check of the final geometry at ``check_margin`` with a displacement bound of
-   ``check_step`` between samples, and of the limits at ``check_dt``.
+3. Search: the straight joint-space line to each goal; else two/three-segment paths through states
+   with the hand lifted above the start or the goal, or backed off along the palm normal
+   (:meth:`CpuPlanner._via`); else OMPL (RRTConnect or AORRTC) to all goal states at once, then
+   OMPL's shortcutting/smoothing. Nothing within the deadline -> ``planner_timeout``.
+4. Time parameterisation (:mod:`dex_planning.timing`): TOPP-RA on one smooth spline through the
+   waypoints; straight segments (and the fallback when the spline's re-check fails) get the exact
+   time-optimal trapezoid, rest to rest, so the geometry is exactly the checked polyline.
+5. Dense re-check of the final trajectory at ``check_margin`` with a displacement bound of
+   ``check_step`` between checked states, and of the limits at ``check_dt``.
 
 The search space is scaled: coordinate ``x_i = R_i q_i`` with ``R_i`` (:func:`lever_arms`) a bound
 on how far any robot point can be from joint ``i``'s axis. A joint step ``dq`` then moves no robot
 point further than ``sum_i R_i |dq_i|`` [m], so OMPL's metric, its motion-check resolution
 (``motion_step``) and the dense re-check's sampling (``check_step``) are in metres of robot motion.
 
-Margins: ``plan`` level (``env_margin``/``self_margin``) everywhere except within
+Margins: ``plan`` level (``env_margin``/``self_margin``; ``near_self_margin`` for links at most two
+joints apart) everywhere except within
 ``endpoint_radius`` of the start and the goals, where the ``endpoint`` level applies (the pre-grasp
 is deliberately close to the object; the start may be close to where the last motion ended). Geoms
 moved only by the first joint (the shoulder, spinning about the base axis) keep at most half their
@@ -365,7 +369,7 @@ class CpuPlanner(ArmPlanner):
                 continue
             stats.smooth = variant == "smooth"
             stats.max_vel_ratio, stats.max_acc_ratio = vr, ar
-            stats.min_clearance_ok = True
+            stats.dense_check_ok = True
             return traj, ""
         return None, why
 

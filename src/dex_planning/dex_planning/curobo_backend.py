@@ -409,6 +409,6 @@ class CuroboPlanner(ArmPlanner):
             return PlanAttempt(False, REASON_PLANNER_TIMEOUT,
                                f"cuRobo's trajectory exceeds the limits (|qd|/vlim {vr:.3f}, |qdd|/alim {ar:.3f})",
                                stats=stats)
-        stats.min_clearance_ok = True
+        stats.dense_check_ok = True
         stats.ik_s = stats.ik_s or (t1 - t0)
         return PlanAttempt(True, "", "ok", traj, q[-1].copy(), q, stats)

@@ -112,7 +112,7 @@ class PlanStats:
         smooth: The smooth spline was used (else rest-to-rest segments).
         max_vel_ratio, max_acc_ratio: max over time and joints of ``|qd|/limit`` and ``|qdd|/limit``
             (densely checked, YAML limits).
-        min_clearance_ok: The dense re-check found no collision at ``check_margin``.
+        dense_check_ok: The dense re-check found no collision at ``check_margin``.
     """
 
     ik_s: float = 0.0
@@ -128,7 +128,7 @@ class PlanStats:
     smooth: bool = False
     max_vel_ratio: float = float("nan")
     max_acc_ratio: float = float("nan")
-    min_clearance_ok: bool = False
+    dense_check_ok: bool = False
 
 
 @dataclass
