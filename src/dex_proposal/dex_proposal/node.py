@@ -12,7 +12,8 @@ Topics and services:
   the latest cloud received; ``status`` is one of :class:`dex_proposal.api.Status`.
 
 Parameters: ``robot`` (ur5e_leap), ``device`` (cpu), ``n_candidates``, ``top_k``, ``seed``,
-``table_z`` (NaN = no table), ``check_reach``, ``auto_propose``, ``marker_count``, ``base_frame``.
+``table_z`` (NaN = no table), ``check_reach``, ``auto_propose``, ``marker_count``, ``base_frame``,
+``iter_scale`` (scales every stage's iterations: < 1 for quick, rougher answers).
 
 Bad input never kills the node: malformed clouds and bad statuses are logged and answered.
 
@@ -61,13 +62,16 @@ def main(argv: list[str] | None = None) -> int:
             p("auto_propose", True)
             p("marker_count", 5)
             p("base_frame", "base_link")
+            p("iter_scale", 1.0)
             g = lambda k: self.get_parameter(k).value  # noqa: E731
             from dataclasses import replace
 
             cfg = default_config()
             table = float(g("table_z"))
+            scale = float(g("iter_scale"))
+            stages = tuple(replace(s, iters=max(1, int(round(s.iters * scale)))) for s in cfg.synthesis.stages)
             syn = replace(cfg.synthesis, device=str(g("device")), n_candidates=int(g("n_candidates")),
-                          table_z=None if math.isnan(table) else table)
+                          table_z=None if math.isnan(table) else table, stages=stages)
             self.cfg = replace(cfg, synthesis=syn, top_k=int(g("top_k")), check_reach=bool(g("check_reach")))
             self.seed = int(g("seed"))
             self.auto = bool(g("auto_propose"))

@@ -80,7 +80,7 @@ def default_stages() -> tuple[StageConfig, ...]:
 class Weights:
     """Energy weights (see module doc)."""
 
-    qp: float = 5.0
+    qp: float = 10.0
     dist: float = 10.0
     align: float = 0.1
     pen: float = 10.0

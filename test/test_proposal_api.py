@@ -1,0 +1,110 @@
+"""ROS-free proposal API: typed statuses for bad input, proposals for a good cloud, conversions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import trimesh
+
+from dex_proposal.api import ProposalConfig, Proposer, Status, default_config, skeleton
+from dex_proposal.synthesis import StageConfig
+
+
+def _fast_cfg(**kw) -> ProposalConfig:
+    cfg = default_config()
+    stages = (StageConfig("coarse", "coarse", 0.01, 40), StageConfig("fine", "fine", 0.01, 10, 0.3),
+              StageConfig("grasp", "fine", 0.0, 10, 0.3, 0.0))
+    syn = replace(cfg.synthesis, n_candidates=8, stages=stages, max_contact_distance=0.05, max_penetration=0.02)
+    return replace(cfg, synthesis=syn, top_k=4, **kw)
+
+
+@pytest.fixture(scope="module")
+def proposer():
+    return Proposer("ur5e_leap", _fast_cfg())
+
+
+def _cylinder(center=(0.0, 0.55, 0.0), radius=0.03, height=0.1, n=1500):
+    m = trimesh.creation.cylinder(radius=radius, height=height)
+    m.apply_translation([center[0], center[1], center[2] + height / 2])
+    pts, fi = trimesh.sample.sample_surface_even(m, n, seed=0)
+    return pts, m.face_normals[fi]
+
+
+@pytest.mark.parametrize("case, status", [
+    ("empty", Status.EMPTY_CLOUD),
+    ("few", Status.TOO_FEW_POINTS),
+    ("nan", Status.NAN_POINTS),
+    ("inf_normal", Status.NAN_POINTS),
+    ("zero_normals", Status.BAD_NORMALS),
+    ("wrong_shape", Status.NAN_POINTS),
+    ("far", Status.OUT_OF_REACH),
+    ("huge", Status.TOO_LARGE),
+    ("tiny", Status.TOO_SMALL),
+    ("below", Status.BELOW_TABLE),
+])
+def test_bad_input_gives_a_status_and_no_proposals(proposer, case, status):
+    pts, nrm = _cylinder()
+    if case == "empty":
+        pts, nrm = np.zeros((0, 3)), np.zeros((0, 3))
+    elif case == "few":
+        pts, nrm = pts[:10], nrm[:10]
+    elif case == "nan":
+        pts = pts.copy()
+        pts[5, 1] = np.nan
+    elif case == "inf_normal":
+        nrm = nrm.copy()
+        nrm[7] = np.inf
+    elif case == "zero_normals":
+        nrm = np.zeros_like(nrm)
+    elif case == "wrong_shape":
+        pts = pts[:, :2]
+    elif case == "far":
+        pts, nrm = _cylinder(center=(0.0, 3.0, 0.0))
+    elif case == "huge":
+        box = trimesh.creation.box((0.5, 0.5, 0.4))
+        box.apply_translation([0.0, 0.6, 0.2])
+        pts, fi = trimesh.sample.sample_surface_even(box, 2000, seed=0)
+        nrm = box.face_normals[fi]
+    elif case == "tiny":
+        pts, nrm = _cylinder(radius=0.002, height=0.004)
+    elif case == "below":
+        pts, nrm = _cylinder(center=(0.0, 0.55, -0.3))
+    result = proposer.propose(pts, nrm, seed=0)
+    assert result.status is status, (result.status, result.message)
+    assert result.proposals == []
+    assert result.message
+
+
+def test_good_cloud_gives_ranked_proposals(proposer):
+    pts, nrm = _cylinder()
+    result = proposer.propose(pts, nrm, seed=0)
+    assert result.status is Status.OK, result.message
+    assert 1 <= len(result.proposals) <= 4
+    energies = [p.energy for p in result.proposals]
+    assert energies == sorted(energies)
+    scores = [p.score for p in result.proposals]
+    assert all(0 < s <= 1 for s in scores) and scores == sorted(scores, reverse=True)
+    hand = proposer.hand
+    for p in result.proposals:
+        for conf in (p.pregrasp, p.grasp, p.squeeze):
+            assert conf.world_T_root.shape == (4, 4) and np.allclose(conf.world_T_root[3], [0, 0, 0, 1])
+            assert conf.joints.shape == (hand.kin.n_joints,) and conf.actuated.shape == (hand.n_act,)
+            assert np.all(conf.joints >= hand.kin._lower_np - 1e-6) and np.all(conf.joints <= hand.kin._upper_np + 1e-6)
+        assert p.grasp.world_T_root[2, 3] > 0  # wrist above the table
+        pads, segs = skeleton(hand, p.grasp)
+        assert pads.shape == (hand.n_fingers, 3) and segs.shape[1:] == (2, 3)
+    assert result.info["partial"] is False
+    # deterministic for a seed
+    again = proposer.propose(pts, nrm, seed=0)
+    np.testing.assert_allclose(again.proposals[0].grasp.world_T_root, result.proposals[0].grasp.world_T_root)
+
+
+def test_partial_view_cloud_is_completed(proposer):
+    pts, nrm = _cylinder(n=3000)
+    view = np.array([0.0, -1.0, 0.6])
+    vis = nrm @ (view / np.linalg.norm(view)) > 0.05
+    result = proposer.propose(pts[vis], nrm[vis], seed=1)
+    assert result.info["partial"] and result.info["completed"]
+    assert result.status in (Status.OK, Status.NO_VALID_GRASP)
