@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             if self.setup_error is not None:
                 self.publish_status(self.setup_error.status, str(self.setup_error))
             else:
+                from dex_perception.pipeline import o3d
+
+                o3d()  # import open3d now (~0.7 s) rather than in the first service call
                 self.publish_status("waiting", "waiting for depth + camera_info")
 
         def _read_parameters(self) -> dict:
