@@ -160,3 +160,26 @@ def test_matches_segment_anythings_own_predictor():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_checkpoint_loading_through_the_registry(tmp_path, monkeypatch):
+    """The load path (registry builder -> torch.load(weights_only) -> load_state_dict) with a tiny
+    model registered for the test; a checkpoint of another model type is a typed error."""
+    import torch
+
+    from dex_perception.sam import import_segment_anything
+
+    _, build_sam = import_segment_anything()
+    reference = tiny_sam(seed=11)
+    path = tmp_path / "tiny.pth"
+    torch.save(reference.state_dict(), path)
+    monkeypatch.setitem(build_sam.sam_model_registry, "tiny_test", lambda checkpoint=None: tiny_sam(seed=99))
+    loaded = load_sam(path, "tiny_test")
+    for (name, a), (_, b) in zip(reference.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    rgb = np.random.default_rng(2).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    box = np.array([5, 5, 30, 30])
+    assert np.array_equal(SamSegmenter(model=loaded).segment(rgb, box=box),
+                          SamSegmenter(model=reference).segment(rgb, box=box))
+    with pytest.raises(SamCheckpointError, match="does not fit SAM model type 'vit_b'"):
+        load_sam(path, "vit_b")  # builds the real ViT-B (93.7 M parameters, ~2 s) and rejects the tiny weights
