@@ -9,7 +9,8 @@ prompt             selects
 ``index N``        the N-th cluster (0-based) in the order of :attr:`PerceptionResult.clusters`
                    (largest first)
 ``point X Y Z``    the cluster with the point closest to (X, Y, Z) [m] in the robot base frame
-``pixel U V``      the cluster at colour-image pixel (U = column, V = row) [px]
+``pixel U V``      the cluster at colour-image pixel (U = column, V = row) [px]; without a
+                   colour image, a depth-image pixel
 =================  ==========================================================================
 
 Keywords are case-insensitive; numbers may be separated by spaces or commas.
