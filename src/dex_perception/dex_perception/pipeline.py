@@ -278,7 +278,6 @@ class Perception:
                 raise ValueError(f"base_T_camera must be a finite (4, 4) array, got shape {mat.shape}")
             self.extrinsics = Extrinsics(mat)
         self._segmenter = segmenter
-        self._rng = np.random.default_rng(self.config.seed)
 
     @property
     def base_T_camera(self) -> np.ndarray:
@@ -362,9 +361,10 @@ class Perception:
         n = points.shape[0]
         if n < cfg.min_table_points:
             raise NoTableError(f"only {n} workspace points (< min_table_points={cfg.min_table_points}); no table")
-        # random subset (with replacement: a permutation of all points costs more than RANSAC itself)
-        sample_idx = (self._rng.integers(0, n, cfg.plane_sample_points) if n > cfg.plane_sample_points
-                      else np.arange(n))
+        # random subset (with replacement: a permutation of all points costs more than RANSAC itself),
+        # seeded per frame so that the same frame always gives the same table
+        rng = np.random.default_rng(cfg.seed)
+        sample_idx = rng.integers(0, n, cfg.plane_sample_points) if n > cfg.plane_sample_points else np.arange(n)
         sample = points[sample_idx].astype(np.float64)
         cos_tilt = np.cos(np.radians(cfg.max_table_tilt_deg))
         o3 = o3d()
