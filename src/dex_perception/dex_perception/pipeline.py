@@ -394,22 +394,35 @@ class Perception:
             if below > 0.2 * max(1, np.count_nonzero(np.abs(h) >= cfg.plane_distance)) and below > 50:
                 reasons.append(f"horizontal plane at height {-offset:.3f} m has {below} points below it")
                 continue
-            # Refine on every workspace inlier (least squares via SVD).
-            dist = np.abs(_affine_dot(points, normal, offset))
-            inliers = points[dist < cfg.plane_distance]
-            if inliers.shape[0] < cfg.min_table_points:
-                reasons.append(f"horizontal plane with only {inliers.shape[0]} inliers")
-                continue
-            centre, cov = _mean_cov(inliers[:: max(1, inliers.shape[0] // 20000)])
-            refined = np.linalg.eigh(cov)[1][:, 0]  # smallest-variance direction
-            refined = refined if refined[2] > 0 else -refined
-            if refined[2] >= cos_tilt:
+            # Refine on every workspace point near the plane: a few rounds of (robust re-centring,
+            # noise estimate, inliers within max(plane_distance, 2.5 sigma), least squares). This
+            # converges to the same plane from any RANSAC hypothesis (open3d's parallel RANSAC is
+            # not bit-reproducible) and removes the bias of a fixed band under heavy noise.
+            noise, inlier_pts, ok = 0.0, points[:0], True
+            for _round in range(3):
+                signed = _affine_dot(points, normal, offset)
+                window = signed[np.abs(signed) < max(4 * cfg.plane_distance, 0.02)]
+                window = window[:: max(1, window.size // 20000)]
+                if window.size < cfg.min_table_points:
+                    ok = False
+                    break
+                centre_h = float(np.median(window))
+                noise = float(1.4826 * np.median(np.abs(window - centre_h)))
+                threshold = max(cfg.plane_distance, 2.5 * noise) if cfg.adapt_to_noise else cfg.plane_distance
+                inlier_pts = points[np.abs(signed - centre_h) < threshold]
+                if inlier_pts.shape[0] < cfg.min_table_points:
+                    ok = False
+                    break
+                centre, cov = _mean_cov(inlier_pts[:: max(1, inlier_pts.shape[0] // 20000)])
+                refined = np.linalg.eigh(cov)[1][:, 0]  # smallest-variance direction
+                refined = refined if refined[2] > 0 else -refined
+                if refined[2] < cos_tilt:
+                    break
                 normal, offset = refined, float(-refined @ centre)
+            if not ok:
+                reasons.append(f"horizontal plane with only {inlier_pts.shape[0]} inliers")
+                continue
             signed = _affine_dot(points, normal, offset)
-            window = signed[np.abs(signed) < max(4 * cfg.plane_distance, 0.02)]
-            window = window[:: max(1, window.size // 20000)]
-            noise = float(1.4826 * np.median(np.abs(window - np.median(window)))) if window.size else 0.0
-            threshold = max(cfg.plane_distance, 2.5 * noise) if cfg.adapt_to_noise else cfg.plane_distance
             inlier_pts = points[np.abs(signed) < threshold]
             support = inlier_pts[:: max(1, inlier_pts.shape[0] // 4000)].astype(np.float64)
             support -= np.outer(_affine_dot(support, normal, offset), normal)  # project onto the plane
