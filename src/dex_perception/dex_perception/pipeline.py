@@ -100,7 +100,8 @@ class TablePlane:
     Attributes:
         normal: (3,) unit normal (``normal[2] > 0``).
         offset: Plane offset [m].
-        inliers: Number of workspace points within ``plane_distance``.
+        inliers: Number of workspace points within the inlier distance (estimated from a strided
+            subset of the points on large clouds).
         support: (K, 3) a random subset of the inliers projected onto the plane [m].
         noise_std: Robust (MAD) standard deviation [m] of the table points' heights about the plane:
             the depth noise at the table's distance.
@@ -399,21 +400,22 @@ class Perception:
             # converges to the same plane from any RANSAC hypothesis (open3d's parallel RANSAC is
             # not bit-reproducible) and removes the bias of a fixed band under heavy noise.
             noise, inlier_pts, ok = 0.0, points[:0], True
+            stride = max(1, n // 10000)  # a strided subset of <= ~10k points is plenty for 3 parameters
+            subset = points[::stride]
             for _round in range(3):
-                signed = _affine_dot(points, normal, offset)
+                signed = _affine_dot(subset, normal, offset)
                 window = signed[np.abs(signed) < max(4 * cfg.plane_distance, 0.02)]
-                window = window[:: max(1, window.size // 20000)]
-                if window.size < cfg.min_table_points:
+                if window.size * stride < cfg.min_table_points:
                     ok = False
                     break
                 centre_h = float(np.median(window))
                 noise = float(1.4826 * np.median(np.abs(window - centre_h)))
                 threshold = max(cfg.plane_distance, 2.5 * noise) if cfg.adapt_to_noise else cfg.plane_distance
-                inlier_pts = points[np.abs(signed - centre_h) < threshold]
-                if inlier_pts.shape[0] < cfg.min_table_points:
+                inlier_pts = subset[np.abs(signed - centre_h) < threshold]
+                if inlier_pts.shape[0] * stride < cfg.min_table_points:
                     ok = False
                     break
-                centre, cov = _mean_cov(inlier_pts[:: max(1, inlier_pts.shape[0] // 20000)])
+                centre, cov = _mean_cov(inlier_pts)
                 refined = np.linalg.eigh(cov)[1][:, 0]  # smallest-variance direction
                 refined = refined if refined[2] > 0 else -refined
                 if refined[2] < cos_tilt:
@@ -422,11 +424,11 @@ class Perception:
             if not ok:
                 reasons.append(f"horizontal plane with only {inlier_pts.shape[0]} inliers")
                 continue
-            signed = _affine_dot(points, normal, offset)
-            inlier_pts = points[np.abs(signed) < threshold]
+            signed = _affine_dot(subset, normal, offset)
+            inlier_pts = subset[np.abs(signed) < threshold]
             support = inlier_pts[:: max(1, inlier_pts.shape[0] // 4000)].astype(np.float64)
             support -= np.outer(_affine_dot(support, normal, offset), normal)  # project onto the plane
-            return TablePlane(normal, offset, int(inlier_pts.shape[0]), support, noise)
+            return TablePlane(normal, offset, int(inlier_pts.shape[0]) * stride, support, noise)
         why = "; ".join(reasons) if reasons else "RANSAC found no plane"
         raise NoTableError(f"no table: no plane within {cfg.max_table_tilt_deg} deg of horizontal with >= "
                            f"{cfg.min_table_points} inliers among {n} workspace points ({why})")
