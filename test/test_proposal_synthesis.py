@@ -163,9 +163,12 @@ def test_synthesis_is_deterministic_and_consistent(cylinder_surface):
     torch.testing.assert_close(a.energy, b.energy)
     c = syn.run(cylinder_surface, seed=5)
     assert not torch.allclose(a.grasp_T, c.grasp_T)
-    # squeeze = clamp(2 grasp - pregrasp), wrist frozen in the grasp stage, everything in limits
+    # squeeze = clamp(grasp + s (grasp - pregrasp)), wrist frozen in the grasp stage, all in limits
     lo, hi = hand.u_lower.double(), hand.u_upper.double()
-    torch.testing.assert_close(a.squeeze_u, torch.minimum(torch.maximum(2 * a.grasp_u - a.pregrasp_u, lo), hi))
+    s = syn.cfg.squeeze_scale[hand.cfg.name]
+    expected = torch.minimum(torch.maximum(a.grasp_u + s * (a.grasp_u - a.pregrasp_u), lo), hi)
+    torch.testing.assert_close(a.squeeze_u, expected)
+    assert float((a.squeeze_u - a.grasp_u).abs().max()) > 0  # it does squeeze
     torch.testing.assert_close(a.grasp_T, a.pregrasp_T)
     for u in (a.pregrasp_u, a.grasp_u, a.squeeze_u):
         assert torch.all(u >= lo - 1e-6) and torch.all(u <= hi + 1e-6)

@@ -4,10 +4,11 @@ For each robot, each object of the set (``--objects``: ``builtin/test`` by defau
 objects, or a directory with an ``objects.yaml``) and each of ``--placements`` settled poses on the
 table (``dex_sim.env.SimEnv``, seeded), two inputs are built in the robot base frame:
 
-* ``complete``: points sampled uniformly on the object's mesh, face normals (BODex's setting);
+* ``complete``: points sampled uniformly on the object's mesh, face normals, synthesised without a
+  table (BODex's floating setting; ``--table-for-complete`` adds it);
 * ``partial``: the object's pixels of one depth image from the scene camera (ground-truth
   segmentation), back-projected; normals by PCA of 16 neighbours, oriented to the camera (what
-  the robot sees).
+  the robot sees), synthesised with the table plane (no approach from below).
 
 :class:`dex_proposal.api.Proposer` returns the top ``--grasps`` proposals; each is tested with
 :class:`dex_proposal.sim_eval.FloatingHandEvaluator` (object at the same pose, no table, the
@@ -141,8 +142,11 @@ def run(args) -> dict:
         stages = tuple(replace(s, iters=max(1, int(round(s.iters * args.iter_scale)))) for s in cfg.synthesis.stages)
         syn = replace(cfg.synthesis, n_candidates=args.candidates, device=args.device, stages=stages)
         cfg = replace(cfg, synthesis=syn, top_k=args.grasps)
-        proposer = Proposer(robot_name, cfg)
-        robot = proposer.robot
+        proposers = {}
+        for kind in args.inputs:  # complete: BODex's floating setting (no table); partial: on the table
+            table = None if (kind == "complete" and not args.table_for_complete) else 0.0
+            proposers[kind] = Proposer(robot_name, replace(cfg, synthesis=replace(cfg.synthesis, table_z=table)))
+        robot = proposers[args.inputs[0]].robot
         env = SimEnv(robot=robot_name, object_set=args.objects if not args.objects.startswith("builtin") else "builtin")
         per_input: dict = {}
         for kind in args.inputs:
@@ -168,7 +172,7 @@ def run(args) -> dict:
                     else:
                         pts, nrm = partial_cloud(env, inst, rng)
                     t0 = time.perf_counter()
-                    res = proposer.propose(pts, nrm, seed=seed)
+                    res = proposers[kind].propose(pts, nrm, seed=seed)
                     dt = time.perf_counter() - t0
                     acc["synth_s"] += dt
                     acc["n_props"] += len(res.proposals)
@@ -272,6 +276,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--iter-scale", type=float, default=1.0, help="scale every stage's iterations")
     p.add_argument("--hold", type=float, default=1.0, help="[s] force applied per direction")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table-for-complete", action="store_true",
+                   help="synthesise complete-mesh grasps with the table too (default: floating, as BODex)")
     p.add_argument("--image-objects", type=int, default=3, help="objects with sample images")
     p.add_argument("--out", default="out/bench/proposal")
     p.add_argument("--images-to", default="", help="also copy the sample images here (e.g. docs/images)")

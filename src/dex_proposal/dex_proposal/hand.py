@@ -175,6 +175,14 @@ class HandModel:
         self.surface_body = torch.as_tensor(self._surface_np["body"], dtype=torch.long, device=dev)
         self.surface_local = t(self._surface_np["local"])
         self.surface_is_distal = torch.as_tensor(self._surface_np["distal"], device=dev)
+        # per finger: indices of its distal link's surface samples, padded by repetition -> (m, K)
+        body_of = self._surface_np["body"]
+        lists = []
+        for f, pi in zip(self.fingers, self.pad_index):
+            b = int(self.kin.contacts.body_index[pi])
+            lists.append(np.nonzero(body_of == b)[0])
+        k = max(len(x) for x in lists)
+        self.finger_samples = torch.as_tensor(np.stack([np.resize(x, k) for x in lists]), dtype=torch.long, device=dev)
         n, f, gc, aperture = self._palm_frame()
         self.palm_normal, self.palm_finger, self.grasp_center = t(n), t(f), t(gc)
         self.aperture = aperture
