@@ -12,5 +12,8 @@ setup(
     install_requires=["setuptools"],
     zip_safe=True,
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "proposal_node = dex_proposal.node:main",
+        "proposal_bench = dex_proposal.bench:main",
+    ]},
 )

@@ -162,7 +162,8 @@ def run(args) -> dict:
                 world_T_object = env.object_poses()[inst]
                 R, t = world_T_object[:3, :3], world_T_object[:3, 3]
                 parts = [(p @ R.T + t, _hull_faces(p)) for p in parts_local]
-                ev = FloatingHandEvaluator(robot, ObjectGeometry(parts, spec.mass_kg, spec.name),
+                mass = args.mass if args.mass > 0 else spec.mass_kg
+                ev = FloatingHandEvaluator(robot, ObjectGeometry(parts, mass, spec.name),
                                            replace(ecfg, friction=(spec.friction[0], spec.friction[1])))
                 rng = np.random.default_rng(seed)
                 for kind in args.inputs:
@@ -188,6 +189,7 @@ def run(args) -> dict:
                         acc["jstd"].append(jstd)
                     ssr = 100.0 * np.mean([o.success for o in outs]) if outs else float("nan")
                     acc["objects"].append({"object": spec.name, "placement": pl, "status": res.status.value,
+                                           "rejections": res.info.get("rejections", {}),
                                            "n": len(outs), "ssr": ssr, "synth_s": dt,
                                            "partial": bool(res.info.get("partial", False)),
                                            "n_points": int(res.info.get("n_points", len(pts)))})
@@ -234,7 +236,8 @@ def markdown(results: dict) -> str:
         "",
         f"objects `{c['objects']}` (split {c['split']}), {c['placements']} placement(s) each, top {c['grasps']} of "
         f"{c['candidates']} candidates, device `{c['device']}`, {c['torch_threads']} torch thread(s), iteration scale "
-        f"{c['iter_scale']}, hold {c['hold']} s per direction.",
+        f"{c['iter_scale']}, hold {c['hold']} s per direction, object mass "
+        f"{'objects.yaml' if not c.get('mass') else str(c['mass']) + ' kg'}.",
         "",
         "| hand | input | objects | grasps | SSR % | PD mm | SPD mm | CDC mm | FVR % | joint std rad | grasps/s | candidates/s | s/object | no proposal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -274,6 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--iter-scale", type=float, default=1.0, help="scale every stage's iterations")
+    p.add_argument("--mass", type=float, default=0.0,
+                   help="[kg] override every object's mass (BODex used 0.03); 0: objects.yaml masses")
     p.add_argument("--hold", type=float, default=1.0, help="[s] force applied per direction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-for-complete", action="store_true",

@@ -148,13 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                 with self.lock:
                     result = self.proposer.propose(points, normals, seed=seed, top_k=top_k)
                 array = conv.proposal_array_msg(header, result, self.hand_name, self.wrist_frame, self.joint_names)
-                log = self.get_logger().info if result.ok else self.get_logger().warning
-                log(f"{result.status.value}: {result.message} ({result.timings.get('total', 0.0):.1f} s)")
+                text = f"{result.status.value}: {result.message} ({result.timings.get('total', 0.0):.1f} s)"
+                if result.ok:
+                    self.get_logger().info(text)
+                else:
+                    self.get_logger().warning(text)
                 self.pub.publish(array)
                 skel = [skeleton(self.proposer.hand, p.grasp) for p in result.proposals[: self.marker_count]]
                 self.pub_markers.publish(conv.markers_msg(header, skel))
                 return result.status.value, result.message, array
-            except (ProposalError, ValueError) as exc:
+            except ProposalError as exc:
                 self.get_logger().error(f"bad cloud: {exc}")
                 return "bad_cloud", str(exc), empty
             except Exception as exc:  # never die on a message

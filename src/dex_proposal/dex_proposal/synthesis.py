@@ -152,7 +152,7 @@ class SynthesisConfig:
     lr: tuple[float, float, float] = (0.002, 0.02, 0.03)
     qp_iters_first: int = 100
     max_penetration: float = 0.003
-    max_contact_distance: float = 0.006
+    max_contact_distance: float = 0.01
     max_table_penetration: float = 0.002
     softmin_temperature: float = 0.002
     squeeze_scale: dict = field(default_factory=lambda: {"shadow_right": 0.6, "leap_right": 0.3})
