@@ -136,7 +136,7 @@ class SynthesisConfig:
             servos push a light object out of a fingertip grasp when squeezed a full pre-grasp
             margin further).
         softmin_temperature: [m] of the fine stages' fingertip distance (weights of the fingertip's
-            surface samples, ``softmax(-sdf / T)``, detached: the contact point is their weighted mean).
+            surface samples, ``softmax(-sdf / T)``: the contact point is their weighted mean).
         device, dtype: Where to compute.
     """
 
@@ -321,7 +321,7 @@ class Synthesizer:
         else:  # fine: the nearest part of each fingertip's collision surface (soft minimum)
             samples = geo.surface[:, hand.finger_samples]  # (B, m, K, 3)
             s_all = obj.sdf(samples)
-            w = torch.softmax(-s_all.detach() / cfg.softmin_temperature, dim=-1)
+            w = torch.softmax(-s_all / cfg.softmin_temperature, dim=-1)
             tips = (w[..., None] * samples).sum(-2)
             sdf_pad, n_pad = obj.query(tips)
         terms["dist"] = ((sdf_pad - margin) / L0).square().sum(-1)
