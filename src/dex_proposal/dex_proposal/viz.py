@@ -24,13 +24,15 @@ def render_grasp(ev: FloatingHandEvaluator, world_T_root: np.ndarray, u: np.ndar
     ev._reset()
     ev._set_pose(world_T_root, u, True)
     mujoco.mj_forward(m, d)
+    m.vis.headlight.ambient[:] = [0.45, 0.45, 0.45]
+    m.vis.headlight.diffuse[:] = [0.7, 0.7, 0.7]
     m.vis.global_.offwidth = max(m.vis.global_.offwidth, size[0])
     m.vis.global_.offheight = max(m.vis.global_.offheight, size[1])
     cam = mujoco.MjvCamera()
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
     cam.lookat[:] = d.xipos[ev.object_body]
     cam.azimuth, cam.elevation = azimuth, elevation
-    cam.distance = distance or 0.45
+    cam.distance = distance or 0.35
     opt = mujoco.MjvOption()
     with mujoco.Renderer(m, size[1], size[0]) as r:
         r.update_scene(d, cam, opt)
