@@ -260,3 +260,17 @@ def test_joint_values_conversions(robot):
         conv.vector(robot.cfg.arm.joints, arm, "start")
     props = conv.proposals_from_msg(robot, _request(robot, CpuPlanner(robot), []).proposals, "base_link")
     assert props == []
+
+
+def test_rejection_reasons_and_statuses_match_the_interface():
+    """Every reason the planner can give is a ProposalRejection constant, and every request status
+    is listed in PlanToProposals.srv (a renamed string would otherwise reach clients unnoticed)."""
+    from dex_planning import interface
+
+    constants = {v for k, v in vars(ProposalRejection).items() if k.startswith("REASON_") and isinstance(v, str)}
+    assert set(interface.REASONS) == constants
+    srv_text = (REPO_ROOT / "src" / "dex_interfaces" / "srv" / "PlanToProposals.srv").read_text()
+    statuses = [v for k, v in vars(interface).items() if k.startswith("STATUS_")]
+    assert len(statuses) == 6
+    for status in statuses:
+        assert f'"{status}"' in srv_text, status

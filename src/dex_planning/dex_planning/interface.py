@@ -27,7 +27,7 @@ REASON_COLLISION_AT_GOAL = "collision_at_goal"
 REASON_PLANNER_TIMEOUT = "planner_timeout"
 REASON_INVALID = "invalid"
 REASON_NOT_TRIED = "not_tried"
-# Not (yet) a ProposalRejection constant: the hand's pre-shaping at the START state collides.
+# The hand's pre-shaping at the START state collides.
 REASON_PRESHAPE_COLLISION = "preshape_collision"
 REASONS = (REASON_NO_IK, REASON_COLLISION_AT_GOAL, REASON_PLANNER_TIMEOUT, REASON_INVALID,
            REASON_NOT_TRIED, REASON_PRESHAPE_COLLISION)
@@ -37,6 +37,8 @@ STATUS_OK = "ok"
 STATUS_NO_FEASIBLE = "no_feasible_proposal"
 STATUS_INVALID = "invalid_request"
 STATUS_TIMEOUT = "timeout"
+STATUS_BACKEND_UNAVAILABLE = "backend_unavailable"
+STATUS_INTERNAL_ERROR = "internal_error"
 
 
 @dataclass(frozen=True)

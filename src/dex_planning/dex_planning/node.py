@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from dex_planning import msgs as conv
     from dex_planning.config import default_config, load_config, override
     from dex_planning.errors import InvalidInputError
-    from dex_planning.interface import STATUS_INVALID
+    from dex_planning.interface import STATUS_BACKEND_UNAVAILABLE, STATUS_INTERNAL_ERROR, STATUS_INVALID
     from dex_planning.planner import make_planner
     from dex_planning.scene import PlanningScene, table_box
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             header = Header(frame_id=self.base_frame, stamp=self.get_clock().now().to_msg())
             resp.proposal_index = -1
             if self.planner is None:
-                resp.success, resp.status = False, "backend_unavailable"
+                resp.success, resp.status = False, STATUS_BACKEND_UNAVAILABLE
                 resp.message = self.setup_error
                 return resp
             try:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 self.get_logger().info(f"{res.status}: {res.message} ({1e3 * res.planning_time:.0f} ms)")
             except Exception as exc:  # noqa: BLE001 - a request must never stop the node
                 self.get_logger().error(f"planning failed: {traceback.format_exc()}")
-                resp.success, resp.status = False, "internal_error"
+                resp.success, resp.status = False, STATUS_INTERNAL_ERROR
                 resp.message = f"{type(exc).__name__}: {exc}"
                 resp.arm_trajectory.points = []
                 resp.hand_trajectory.points = []
