@@ -64,3 +64,24 @@ def test_leap_index_tip_fix_applied():
     model = load_robot("ur5e_leap", check=False).hand_model
     pos = {n: model.geom(f"{n}_tip").pos.copy() for n in ("if", "mf", "rf")}
     assert np.allclose(pos["if"], pos["mf"]) and np.allclose(pos["mf"], pos["rf"])
+
+
+def test_yaml_palm_frame_agrees_with_the_pads(robot):
+    """``hand.palm`` (used to place the hand for grasp initialisation and planning) faces where the
+    non-thumb pads face at the open pose, its finger direction points from the palm to the
+    fingertips, and its centre lies on the palm side of the pads' plane."""
+    hand = robot.cfg.hand
+    kin = HandKinematics(robot, "cpu", torch.float64, with_spheres=False)
+    q = torch.as_tensor(np.asarray(hand.named_poses["open"], float))[None]
+    fk = kin.forward(q)
+    pts, nrm = fk.contact_points[0].numpy(), fk.contact_normals[0].numpy()
+    fingers = [c.finger for c in hand.contact_points for _ in range(len(c.points))]
+    others = np.array([f != "thumb" for f in fingers])
+    n_pads = nrm[others].mean(0)
+    n_pads /= np.linalg.norm(n_pads)
+    n = np.asarray(hand.palm.normal, float) / np.linalg.norm(hand.palm.normal)
+    f = np.asarray(hand.palm.finger_direction, float) / np.linalg.norm(hand.palm.finger_direction)
+    assert n @ n_pads > 0.8, (n, n_pads)
+    tips = pts[others].mean(0)
+    assert (tips - hand.palm.center) @ f > 0.05  # fingertips are > 5 cm further along the fingers
+    assert abs((tips - hand.palm.center) @ n) < 0.05  # centre within 5 cm of the pads' plane

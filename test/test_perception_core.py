@@ -414,7 +414,9 @@ def test_noise_is_measured_on_the_table_and_adapts_thresholds(frame):
     # the fixed 5 mm height threshold lets table noise through: extra clusters, merged objects
     b = fixed.process(noisy, frame.camera, None, "largest")
     assert b.num_objects > len(SCENE.objects) or iou(b.mask, gt_mask(frame, match(b, frame))) < 0.5
-    # seeded: the same frame gives the same result every time
+    # seeded: the same frame gives the same result every time (normals up to float rounding:
+    # open3d's multi-threaded normal estimation sums in a varying order)
     again = adaptive.process(noisy, frame.camera, None, "largest")
-    assert np.array_equal(again.points, a.points) and np.array_equal(again.normals, a.normals)
+    assert np.array_equal(again.points, a.points)
+    np.testing.assert_allclose(again.normals, a.normals, atol=1e-4)
     assert again.table.offset == a.table.offset
