@@ -1,0 +1,48 @@
+"""ROS helpers shared by dex_bringup's adapter nodes: parameters in, JointState out (needs rclpy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from dex_bringup.adapters import AdapterError, JointSample
+
+
+def declare_parameters(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Declare ``defaults`` (dynamically typed, so ``30`` and ``30.0`` both work for a rate) and read
+    them back converted to the defaults' types (float, str, or a list of str).
+
+    Raises:
+        AdapterError: A value that does not convert (names the parameter).
+    """
+    out = {}
+    for name, default in defaults.items():
+        node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True))
+        value = node.get_parameter(name).value
+        try:
+            if isinstance(default, float):
+                if isinstance(value, bool):
+                    raise ValueError("expected a number")
+                value = float(value)
+            elif isinstance(default, list):
+                value = [str(v) for v in (value or [])]
+            else:
+                value = "" if value is None else str(value)
+        except (TypeError, ValueError) as exc:
+            raise AdapterError(f"parameter {name}: {value!r}: {exc}") from None
+        out[name] = value
+    return out
+
+
+def joint_state_msg(sample: JointSample, stamp) -> JointState:
+    """``sample`` as sensor_msgs/JointState with ``stamp`` (absent velocity/effort: empty arrays)."""
+    msg = JointState()
+    msg.header.stamp = stamp
+    msg.name = list(sample.names)
+    msg.position = sample.position.tolist()
+    msg.velocity = sample.velocity.tolist() if sample.velocity is not None else []
+    msg.effort = sample.effort.tolist() if sample.effort is not None else []
+    return msg
