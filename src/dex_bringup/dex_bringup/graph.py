@@ -39,6 +39,7 @@ class Argument:
     defaults: dict[str, str]  # mode -> default (unsubstituted)
     description: str
     modes: tuple[str, ...]
+    must_exist: str = ""  # non-empty: the value is a file that must exist; this says how to make it
 
 
 @dataclass(frozen=True)
@@ -115,15 +116,39 @@ class Graph:
                       for k, v in node.get("parameters", {}).items()}
             remaps = tuple(
                 (_substitute(a, scope, self.path, f"{where}.remappings"), _substitute(b, scope, self.path, f"{where}.remappings"))
-                for a, b in node.get("remappings", [])
+                for a, b, modes in map(_remapping, node.get("remappings", [])) if mode in modes
             )
             out.append(NodeSpec(node["name"], node["package"], node["executable"], node["module"], params, remaps))
+        return out
+
+    def missing_files(self, mode: str, args: dict[str, str] | None = None) -> list[str]:
+        """One message per ``must_exist`` argument whose file is missing in ``mode`` with ``args``:
+        the argument, the file, and how to create it (the graph YAML's hint). Empty: all present.
+
+        The launchers print these as errors and still start the graph (the node that reads the
+        file then reports it too), so that the rest of the graph can be brought up and checked.
+        """
+        args = dict(args or {})
+        values = {**self.defaults_for(mode), **{k: str(v) for k, v in args.items() if k in self.arguments_for(mode)}}
+        scope = {**values, "mode": mode, "config_dir": str(config_dir())}
+        out = []
+        for name, arg in self.arguments_for(mode).items():
+            if arg.must_exist and not Path(values[name]).expanduser().is_file():
+                hint = _substitute(arg.must_exist, scope, self.path, f"arguments.{name}.must_exist")
+                out.append(f"{name}: file {values[name]} does not exist. {hint}")
         return out
 
 
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise GraphError(f"unknown mode '{mode}'; modes: {', '.join(MODES)}")
+
+
+def _remapping(entry: list | dict) -> tuple[str, str, tuple[str, ...]]:
+    """``[from, to]`` (every mode) or ``{from, to, modes}`` -> ``(from, to, modes)`` (validated at load)."""
+    if isinstance(entry, dict):
+        return str(entry["from"]), str(entry["to"]), tuple(entry.get("modes", MODES))
+    return str(entry[0]), str(entry[1]), MODES
 
 
 def _substitute(text: str, scope: dict[str, str], path: Path, where: str) -> str:
@@ -166,7 +191,7 @@ def load_graph(path: str | Path | None = None) -> Graph:
             _check_mode(m)
         default = spec["default"]
         defaults = {m: str(default[m]) for m in modes} if isinstance(default, dict) else {m: str(default) for m in modes}
-        arguments[name] = Argument(name, defaults, str(spec.get("description", "")), modes)
+        arguments[name] = Argument(name, defaults, str(spec.get("description", "")), modes, str(spec.get("must_exist", "") or ""))
     names = set()
     for i, node in enumerate(data["nodes"]):
         where = f"{path}: nodes[{i}]"
@@ -183,8 +208,15 @@ def load_graph(path: str | Path | None = None) -> Graph:
         if not isinstance(node.get("parameters", {}), dict):
             raise GraphError(f"{where}.parameters: must be a mapping")
         for r in node.get("remappings", []):
-            if not (isinstance(r, list) and len(r) == 2):
-                raise GraphError(f"{where}.remappings: entries must be [from, to]")
+            if isinstance(r, dict):
+                if set(r) - {"from", "to", "modes"} or not isinstance(r.get("from"), str) or not isinstance(r.get("to"), str):
+                    raise GraphError(f"{where}.remappings: entries must be [from, to] or {{from, to, modes}}, got {r}")
+                if not isinstance(r.get("modes", []), list):
+                    raise GraphError(f"{where}.remappings: modes must be a list, got {r['modes']!r}")
+                for m in r.get("modes", []):
+                    _check_mode(m)
+            elif not (isinstance(r, list) and len(r) == 2):
+                raise GraphError(f"{where}.remappings: entries must be [from, to] or {{from, to, modes}}")
     return Graph(path, arguments, tuple(data["nodes"]))
 
 

@@ -7,6 +7,8 @@ ROS 2 install); the node list comes from :meth:`dex_bringup.graph.Graph.resolve`
 
 from __future__ import annotations
 
+import sys
+
 
 def generate(mode: str):
     """A ``LaunchDescription`` for ``mode`` (``sim`` or ``real``)."""
@@ -23,6 +25,8 @@ def generate(mode: str):
 
     def nodes(context, *args, **kwargs):
         values = {name: LaunchConfiguration(name).perform(context) for name in arguments}
+        for problem in graph.missing_files(mode, values):  # e.g. no camera calibration yet: say how to make one
+            print(f"[dexgrasp] error: {problem}", file=sys.stderr)
         return [
             Node(
                 package=n.package,

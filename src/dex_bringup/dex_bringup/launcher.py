@@ -110,10 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     try:
         graph = load_graph(ns.graph)
-        nodes = graph.resolve(ns.mode, parse_cli_args(ns.args))
+        args = parse_cli_args(ns.args)
+        nodes = graph.resolve(ns.mode, args)
+        missing = graph.missing_files(ns.mode, args)
     except GraphError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for problem in missing:  # the graph still starts; the node that needs the file reports it too
+        print(f"error: {problem}", file=sys.stderr)
     if ns.print:
         print(json.dumps([n.as_dict() for n in nodes], indent=2))
         return 0
