@@ -244,6 +244,7 @@ class SimPorts:
 
     def squeeze(self, plan, timeout, cancel):
         self._stage("squeeze", plan, timeout, cancel)
+        self.frames["grasp"] = self.env.render().rgb
 
     def lift(self, plan, height, timeout, cancel):
         self._stage("lift", plan, timeout, cancel, height)
