@@ -414,9 +414,11 @@ def test_noise_is_measured_on_the_table_and_adapts_thresholds(frame):
     # the fixed 5 mm height threshold lets table noise through: extra clusters, merged objects
     b = fixed.process(noisy, frame.camera, None, "largest")
     assert b.num_objects > len(SCENE.objects) or iou(b.mask, gt_mask(frame, match(b, frame))) < 0.5
-    # seeded: the same frame gives the same result every time (normals up to float rounding:
-    # open3d's multi-threaded normal estimation sums in a varying order)
+    # seeded: the same frame gives the same points every time; normals agree within a few degrees
+    # (open3d's multi-threaded hybrid search keeps up to max_nn neighbours inside the radius, and
+    # which ones it keeps varies between runs: CI saw 2.5 deg on ~5% of points)
     again = adaptive.process(noisy, frame.camera, None, "largest")
     assert np.array_equal(again.points, a.points)
-    np.testing.assert_allclose(again.normals, a.normals, atol=1e-4)
+    cos = np.clip(np.einsum("ij,ij->i", again.normals.astype(np.float64), a.normals), -1.0, 1.0)
+    assert np.degrees(np.arccos(cos)).max() < 10.0
     assert again.table.offset == a.table.offset
