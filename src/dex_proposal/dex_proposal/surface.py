@@ -16,6 +16,15 @@ surface is reflected about the plane perpendicular to it, the smaller lateral ha
 front-most point; mirrored points that would lie in front of the observed surface along the view
 (where the camera saw free space) and points below the table are dropped.
 
+Free-space carving (``SurfaceConfig.carve``): the reflection of a surface that is not
+perpendicular to the view (the top of a flat object seen at an angle) crosses the observed surface,
+so mirrored points with flipped normals lie next to observed ones and the moving-least-squares sign
+turns "inside" in the space above the object that the camera saw empty (measured on the
+``builtin/test`` scenes: 15 % of the points 3-20 mm outside the true objects were called inside,
+up to 10 cm above a 2.5 cm block). Every grid voxel in front of the observed surface along the view
+direction (a z-buffer of the observed points, orthographic along the estimated view) is outside:
+its signed distance is made positive.
+
 Frames: everything is in the cloud's frame (the robot base frame, z up, table top at ``table_z``).
 """
 
@@ -43,6 +52,8 @@ class SurfaceConfig:
         partial_threshold: ``auto`` calls a cloud partial when the norm of its mean normal exceeds this
             (a closed surface sampled uniformly has mean normal ~0; one view ~0.4-0.8).
         completion: ``mirror`` or ``none`` for partial clouds.
+        carve: Make every voxel that the camera saw as free space (in front of the observed surface
+            along the view) outside (see module doc); partial clouds only.
     """
 
     max_points: int = 3000
@@ -53,6 +64,7 @@ class SurfaceConfig:
     cloud_kind: str = "auto"
     partial_threshold: float = 0.3
     completion: str = "mirror"
+    carve: bool = True
 
 
 def voxel_downsample(points: np.ndarray, normals: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +126,8 @@ def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | No
     seen_depth = np.where(near, depth[idx], np.inf).min(1)
     mdepth = 2 * plane - depth
     keep = mdepth >= seen_depth - 0.5 * spacing
+    if table_z is not None:  # the object stands on the table: nothing of it is below
+        keep &= mirrored[:, 2] > table_z
     out_p = np.concatenate([points, mirrored[keep]])
     out_n = np.concatenate([normals, mnormals[keep]])
     return out_p, out_n, {"view_dir": s, "plane_offset": float(plane - front)}
@@ -188,6 +202,41 @@ class ObjectSurface:
         return np.ptp(p, axis=0)
 
 
+def _view_basis(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    helper = np.array([0.0, 0.0, 1.0]) if abs(s[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    e1 = np.cross(s, helper)
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(s, e1)
+
+
+def free_space(observed: np.ndarray, view_dir: np.ndarray, queries: np.ndarray, spacing: float) -> np.ndarray:
+    """(Q,) bool: the query points lie in front of the observed surface along ``view_dir`` (unit, from
+    the object toward the camera), where the camera saw through: an orthographic z-buffer of the
+    observed points on cells of ``spacing``, each cell the nearest depth of its 3 x 3 neighbourhood
+    (so that gaps between samples do not let rays through); a query is free when it is more than one
+    spacing nearer to the camera than that depth. Queries off the observed silhouette are not free
+    (the camera saw nothing there to tell)."""
+    e1, e2 = _view_basis(view_dir)
+    c = observed.mean(0)
+    cell = max(spacing, 1e-3)
+    uv = np.stack([(observed - c) @ e1, (observed - c) @ e2], 1) / cell
+    depth = (observed - c) @ view_dir  # larger = nearer to the camera
+    lo = np.floor(uv.min(0)).astype(int) - 2
+    ij = np.floor(uv).astype(int) - lo
+    shape = ij.max(0) + 3
+    buf = np.full(shape, -np.inf)
+    np.maximum.at(buf, (ij[:, 0], ij[:, 1]), depth)
+    pad = np.pad(buf, 1, constant_values=-np.inf)
+    near = np.max([pad[1 + a:1 + a + shape[0], 1 + b:1 + b + shape[1]] for a in (-1, 0, 1) for b in (-1, 0, 1)], axis=0)
+    qv = np.floor(np.stack([(queries - c) @ e1, (queries - c) @ e2], 1) / cell).astype(int) - lo
+    inside = (qv >= 0).all(1) & (qv < shape).all(1)
+    qd = (queries - c) @ view_dir
+    out = np.ones(len(queries), dtype=bool)
+    k = np.nonzero(inside)[0]
+    out[k] = qd[k] > near[qv[k, 0], qv[k, 1]] + spacing
+    return out
+
+
 def _grid_values(points: np.ndarray, normals: np.ndarray, queries: np.ndarray, k: int, h: float) -> np.ndarray:
     tree = cKDTree(points)
     k = min(k, len(points))
@@ -224,6 +273,7 @@ def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | 
     partial = {"auto": is_partial(normals, cfg.partial_threshold), "partial": True, "complete": False}[cfg.cloud_kind]
     info: dict = {"input_points": int(len(points))}
     completed = False
+    observed = points
     if partial and cfg.completion == "mirror":
         points, normals, minfo = mirror_complete(points, normals, table_z)
         info.update(minfo)
@@ -242,6 +292,12 @@ def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | 
     zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
     queries = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], 1)
     vals = _grid_values(points, normals, queries, cfg.k, h)
+    if partial and cfg.carve:
+        view = normals[: len(observed)].mean(0)  # as in mirror_complete: normals face the camera
+        view = view / max(np.linalg.norm(view), 1e-9)
+        free = free_space(observed, np.asarray(view), queries, max(mean_spacing(observed), 1e-3))
+        vals[free, 0] = np.abs(vals[free, 0])
+        info["carved_voxels"] = int(free.sum())
     grid = vals.T.reshape(4, dims[2], dims[1], dims[0])[None]
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype, device=device)  # noqa: E731
     center = points.mean(0)
