@@ -20,5 +20,6 @@ setup(
     license="Apache-2.0",
     entry_points={"console_scripts": ["dexgrasp = dex_bringup.cli:main", "robot_markers = dex_bringup.robot_markers:main",
                                       "leap_adapter = dex_bringup.leap_adapter:main",
-                                      "shadow_adapter = dex_bringup.shadow_adapter:main"]},
+                                      "shadow_adapter = dex_bringup.shadow_adapter:main",
+                                      "orchestrator = dex_bringup.orchestrator:main"]},
 )

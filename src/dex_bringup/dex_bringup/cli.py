@@ -5,6 +5,8 @@ Subcommands::
     dexgrasp demo                 headless demo (see dex_bringup.demo)
     dexgrasp launch sim|real [name:=value ...] [--print]
                                   start the node graph (config/graph/dexgrasp.yaml) as processes
+    dexgrasp episode [--prompt P] [--dry-run] [--reset-seed N] [--confirm] [--json] ...
+                                  send one ExecuteGrasp goal to the orchestrator, print feedback + result
     dexgrasp build-interfaces     build src/dex_interfaces into the active venv (source checkout)
 """
 
@@ -27,6 +29,7 @@ def _build_interfaces(argv: list[str]) -> int:
 COMMANDS = {
     "demo": ("dex_bringup.demo", "main"),
     "launch": ("dex_bringup.launcher", "main"),
+    "episode": ("dex_bringup.episode_client", "main"),
 }
 
 

@@ -129,8 +129,8 @@ def cloud_points(msg) -> np.ndarray | None:
 
 
 def _duration(t: float) -> Duration:
-    sec = int(np.floor(t))
-    return Duration(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+    ns = int(round(t * 1e9))  # rounding first: t = 0.9999999999 is 1 s, not 0 s + 10^9 ns wrapped to 0
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def trajectory_msg(names: Sequence[str], traj: Trajectory, header: Header, with_acc: bool = True) -> JointTrajectory:
