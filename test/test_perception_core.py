@@ -414,11 +414,18 @@ def test_noise_is_measured_on_the_table_and_adapts_thresholds(frame):
     # the fixed 5 mm height threshold lets table noise through: extra clusters, merged objects
     b = fixed.process(noisy, frame.camera, None, "largest")
     assert b.num_objects > len(SCENE.objects) or iou(b.mask, gt_mask(frame, match(b, frame))) < 0.5
-    # seeded: the same frame gives the same points every time; normals agree within a few degrees
-    # (open3d's multi-threaded hybrid search keeps up to max_nn neighbours inside the radius, and
-    # which ones it keeps varies between runs: CI saw 2.5 deg on ~5% of points)
+    # repeatable up to open3d's threading (its RANSAC and its hybrid normal search are not
+    # bit-reproducible; CI saw normals 2.5 deg apart on ~5 % of points): the same frame gives the
+    # same object pixels (a point at the height threshold may flip) and normals within a few degrees
+    from scipy.spatial import cKDTree
+
     again = adaptive.process(noisy, frame.camera, None, "largest")
-    assert np.array_equal(again.points, a.points)
-    cos = np.clip(np.einsum("ij,ij->i", again.normals.astype(np.float64), a.normals), -1.0, 1.0)
+    assert np.count_nonzero(again.mask != a.mask) <= 0.01 * np.count_nonzero(a.mask)
+    dist, idx = cKDTree(a.points).query(again.points)
+    same = dist < 1e-9
+    assert same.mean() > 0.95
+    cos = np.clip(np.einsum("ij,ij->i", again.normals[same].astype(np.float64), a.normals[idx[same]]), -1.0, 1.0)
     assert np.degrees(np.arccos(cos)).max() < 10.0
-    assert again.table.offset == a.table.offset
+    # open3d's RANSAC plane fit runs threaded: the table agrees to well under a millimetre and a degree
+    assert abs(again.table.offset - a.table.offset) < 1e-3
+    assert float(again.table.normal @ a.table.normal) > np.cos(np.radians(0.5))
