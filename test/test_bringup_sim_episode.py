@@ -104,3 +104,58 @@ def test_hand_geoms_are_the_hand_subtree(ports):
     names = {m.body(int(m.geom_bodyid[g])).name for g in geoms}
     assert env.robot.cfg.hand.root_body in names and len(geoms) > 10
     assert not any(n.startswith(("shoulder", "upper_arm", "forearm_link", "wrist")) for n in names)
+
+
+@pytest.fixture(scope="module")
+def shadow_ports():
+    from dex_sim.env import SimEnv
+
+    env = SimEnv(robot="ur10e_shadow", object_set="builtin/test", num_objects=1)
+    env.reset(seed=1000)
+    p = SimPorts(env, default_config(), seed=0, proposer=object())
+    yield p
+    env.close()
+
+
+def test_the_robot_is_not_its_own_obstacle(shadow_ports):
+    """The Shadow hand at home hangs in the camera's view: its own points are above the table, and
+    as obstacles they put the planner's start state in collision (the e2e benchmark's 10/10
+    failures before the self filter). The perceived obstacles leave the robot out."""
+    from dex_planning.scene import PlanningScene, table_box
+
+    ports = shadow_ports
+    per = ports.perceive(Goal(), 5.0, threading.Event())
+    arm_q, hand_q = ports.env.model_joint_positions()
+    raw = per.result.analysis.candidate_points.astype(np.float64)
+    centres, radii = ports.self_filter.spheres(arm_q, hand_q)
+    near_robot = lambda pts: (np.linalg.norm(pts[:, None] - centres[None], axis=2) - radii[None]).min(1) < 0.01  # noqa: E731
+    assert near_robot(raw).sum() > 50  # the camera sees the robot
+    assert not near_robot(per.obstacles).any()
+    assert len(per.obstacles) > 0.5 * len(per.points)  # the object is still an obstacle
+    planner = getattr(ports.planner, "cpu", ports.planner)
+    for obstacles, free in ((raw, False), (per.obstacles, True)):
+        planner.set_scene(PlanningScene((table_box(),), obstacles))
+        assert (not planner.start_collisions(arm_q, hand_q)) is free
+
+
+def test_a_trajectory_hand_gets_one_trajectory_that_starts_where_its_controller_is(shadow_ports):
+    """Shadow's driver takes JointTrajectory: a segment goes as one trajectory, delayed where the
+    controller's set-point is farther from the first sample than its velocity limits allow."""
+    from dex_sim.commands import CommandRejected
+
+    env = shadow_ports.env
+    _, hand_q = env.model_joint_positions()
+    t = np.linspace(0.0, 1.0, 51)
+    close = np.asarray(shadow_ports.robot.cfg.hand.named_poses["pre_shape"], float)
+    q = hand_q[None] + (t / t[-1])[:, None] * (close - hand_q)[None]
+    cmd = env.hand_trajectory_from_joints(t, q)
+    assert len(cmd.points) == 50 and cmd.points[0].time_from_start == pytest.approx(0.02)  # t = 0 left out
+    # a first sample far from the set-point (a finger held back while its set-point ran ahead)
+    lo, hi = shadow_ports.executor.hand_lower, shadow_ports.executor.hand_upper
+    far = q.copy()
+    far[1:] = np.where(hi - hand_q > hand_q - lo, hi, lo)  # each joint at its limit farthest away
+    delayed = env.hand_trajectory_from_joints(t, far)
+    assert delayed.points[0].time_from_start > 0.2
+    env.command_hand(delayed)  # accepted by the driver's velocity check
+    with pytest.raises(CommandRejected):
+        env.hand_trajectory_from_joints(t[:1], q[:1])

@@ -158,3 +158,28 @@ def test_unknown_executor_name(setup):
     robot, planner, _ = setup
     with pytest.raises(ExecutionError, match="open_loop"):
         make_executor("learned_v9", robot, planner)
+
+
+def test_lift_leans_toward_the_base_where_a_straight_lift_runs_out_of_reach(setup):
+    """The arm stretched out over the table (a grasp the e2e benchmark met, LEAP seed 1005): lifting
+    0.25 m straight up drives the elbow to its singularity and the IK to another branch; the lift
+    leans toward the base instead, and still rises the full height."""
+    robot, planner, ex = setup
+    q0 = np.array([-2.133, -0.442, 0.551, -0.489, -1.117, -1.433])
+    T0 = ex.arm.wrist_pose(q0)
+    hand = np.asarray(robot.cfg.hand.named_poses["pre_shape"], float)
+    tgt = GraspTarget(T0, T0, T0, hand, hand, hand)
+    ctx = ExecutionContext(tgt, lambda: (q0, hand), lift_height=0.25)
+    straight = OpenLoopExecutor(robot, planner, replace(default_config(), lift_lean=(0.0,), lift_min_fraction=1.0))
+    with pytest.raises(NoIKPath):
+        list(straight.lift(ctx))
+    (seg,) = list(ex.lift(ctx))
+    end = seg.world_T_root[-1]
+    rise = end[2, 3] - T0[2, 3]
+    assert rise == pytest.approx(0.25, abs=1e-6)
+    base_xy = ex.arm.world_T_base[:2, 3]
+    assert np.linalg.norm(end[:2, 3] - base_xy) < np.linalg.norm(T0[:2, 3] - base_xy) - 0.05  # leaned in
+    np.testing.assert_allclose(end[:3, :3], T0[:3, :3], atol=1e-9)  # orientation held
+    assert np.abs(np.diff(seg.arm_q, axis=0)).max() <= default_config().max_joint_step
+    reached = ex.arm.wrist_pose(seg.arm_q[-1])
+    assert np.linalg.norm(reached[:3, 3] - end[:3, 3]) < 1e-3

@@ -50,6 +50,8 @@ class SimEpisodeConfig:
         hold_s: [s] hold after the lift before scoring.
         success_height: [m] the object's lowest point above the table for a success.
         prompt: Perception prompt when the goal has none.
+        self_filter_margin: [m] obstacle points less than this outside the robot's collision
+            spheres (at the measured joints) are the robot itself, not obstacles (as in the orchestrator).
     """
 
     episode: EpisodeConfig = field(default_factory=default_episode_config)
@@ -63,6 +65,7 @@ class SimEpisodeConfig:
     hold_s: float = 2.0
     success_height: float = 0.15
     prompt: str = "largest"
+    self_filter_margin: float = 0.03
 
 
 def default_config() -> SimEpisodeConfig:
@@ -118,6 +121,9 @@ class SimPorts:
         from dex_policy.executor import make_executor
 
         self.executor = make_executor(executor, self.robot, self.planner)
+        from dex_bringup.orchestration import SelfFilter
+
+        self.self_filter = SelfFilter(self.robot, self.cfg.self_filter_margin)
         self.frames: dict[str, np.ndarray] = {}  # images for reports: stage -> RGB
         self.log: dict[str, Any] = {}
 
@@ -140,8 +146,12 @@ class SimPorts:
         if res.num_objects == 0 or len(res.points) == 0:
             raise StageFailed("perception: no object on the table")
         a = res.analysis
+        # obstacles: everything above the table that the camera saw, minus the robot itself (the
+        # hand at home hangs in the camera's view; its own points would put the start in collision)
+        arm_q, hand_q = self.env.model_joint_positions()
+        obstacles = self.self_filter(a.candidate_points, arm_q, hand_q)
         return Perceived(res.points.astype(np.float64), res.normals.astype(np.float64),
-                         a.candidate_points.astype(np.float64), res.points.mean(axis=0).astype(np.float64), stamp, res)
+                         obstacles, res.points.mean(axis=0).astype(np.float64), stamp, res)
 
     def propose(self, perceived: Perceived, goal: Goal, timeout: float, cancel: threading.Event):
         res = self.proposer.propose(perceived.points, perceived.normals, seed=self.seed)
@@ -193,18 +203,28 @@ class SimPorts:
                 env.command_arm(JointTrajectoryCommand(names, pts))
             except CommandRejected as exc:
                 raise StageFailed(f"{stage}: the arm driver rejected the trajectory: {exc.reason}") from exc
+        # hand: a JointState driver (LEAP) gets targets streamed every control_dt; a trajectory
+        # driver (Shadow) gets the segment as one trajectory (streaming 20 ms trajectories would ask
+        # it to close every gap between its set-point and a blocked finger's target within 20 ms)
+        streamed = env.hand_channel.kind == "joint_state"
+        if not streamed and len(t) > 1:
+            try:
+                env.command_hand(env.hand_trajectory_from_joints(t, hand_q))
+            except CommandRejected as exc:
+                raise StageFailed(f"{stage}: the hand driver rejected the trajectory: {exc.reason}") from exc
         dt = self.cfg.control_dt
         n = int(np.ceil((t[-1] + self.cfg.settle_s) / dt))
         for k in range(n + 1):
             if cancel.is_set():
                 env.cancel()
                 return
-            tk = min(k * dt, t[-1])
-            h = np.array([np.interp(tk, t, hand_q[:, j]) for j in range(hand_q.shape[1])])
-            try:
-                env.command_hand(env.hand_command_from_joints(h, duration=dt))
-            except CommandRejected as exc:
-                raise StageFailed(f"{stage}: the hand driver rejected a target: {exc.reason}") from exc
+            if streamed or len(t) == 1:
+                tk = min(k * dt, t[-1])
+                h = np.array([np.interp(tk, t, hand_q[:, j]) for j in range(hand_q.shape[1])])
+                try:
+                    env.command_hand(env.hand_command_from_joints(h, duration=max(dt, float(t[-1]))))
+                except CommandRejected as exc:
+                    raise StageFailed(f"{stage}: the hand driver rejected a target: {exc.reason}") from exc
             env.step_time(dt)
             if time.monotonic() - wall0 > timeout:
                 env.cancel()

@@ -8,7 +8,10 @@ each stage yields :class:`MotionSegment` s that the caller sends to the drivers 
   per stage, computed from the proposal alone. Approach: the wrist moves on a straight line with
   slerped orientation from the pre-grasp to the grasp pose while the hand joints interpolate
   pre-grasp -> grasp; squeeze: the hand closes to the squeeze joints, the arm holds; lift: the
-  wrist moves straight up by the lift height, orientation and hand held. The arm follows the wrist
+  wrist moves straight up by the lift height, orientation and hand held; where the arm cannot
+  follow a straight lift (it would stretch out to the elbow singularity, or leave the workspace),
+  the lift leans toward the arm's base (``lift_lean``, up to 45 deg) and, last, is shortened to no
+  less than ``lift_min_fraction`` of the height. The arm follows the wrist
   path by IK (seeded along the path), sampled on a minimum-jerk time scaling whose duration is
   stretched until every joint is within ``speed_scale`` x its velocity limit.
 * A learned closed-loop policy implements the same three methods and yields many short segments,
@@ -62,6 +65,9 @@ class ExecutorConfig:
             jumped branches; the path is refused).
         workspace_min, workspace_max: (3,) [m] box (world frame) the wrist must stay inside.
         ik_iters: Newton iterations per sample when following a path.
+        lift_lean: [m] horizontal offsets toward the arm's base tried in turn (per metre of lift)
+            when a straight lift cannot be followed.
+        lift_min_fraction: Shortest lift tried, as a fraction of the requested height.
     """
 
     speed_scale: float = 0.5
@@ -75,6 +81,8 @@ class ExecutorConfig:
     workspace_min: tuple[float, float, float] = (-1.4, -1.4, -0.02)
     workspace_max: tuple[float, float, float] = (1.4, 1.4, 1.6)
     ik_iters: int = 20
+    lift_lean: tuple[float, ...] = (0.0, 0.4, 0.8, 1.0)
+    lift_min_fraction: float = 0.7
 
 
 def default_config() -> ExecutorConfig:
@@ -207,6 +215,7 @@ class ArmFollower:
         self.lower = np.asarray(base.arm_lower, dtype=np.float64)
         self.upper = np.asarray(base.arm_upper, dtype=np.float64)
         self.flange_pose = base.flange_pose
+        self.world_T_base = np.linalg.inv(np.asarray(self.ik.base_T_world, dtype=np.float64))
 
     def wrist_pose(self, arm_q: np.ndarray) -> np.ndarray:
         """(4, 4) ``world_T_root`` at arm joints ``arm_q`` (6,)."""
@@ -344,9 +353,30 @@ class OpenLoopExecutor(GraspExecutor):
         start_T = self.arm.wrist_pose(arm_q)
         end_T = start_T.copy()
         end_T[2, 3] += ctx.lift_height
-        duration = max(self.cfg.lift_min_duration, ctx.lift_height / self.cfg.lift_speed)
         squeeze = np.asarray(tgt.squeeze_q, float)  # keep commanding the squeeze (the hand is blocked by the object)
-        yield self._timed("lift", lambda s: interpolate_poses(start_T, end_T, s), arm_q, squeeze, squeeze, duration)
+        # toward the arm's base, horizontally (a lift that leans in stays inside the arm's reach)
+        inward = self.arm.world_T_base[:3, 3] - start_T[:3, 3]
+        inward[2] = 0.0
+        inward /= max(float(np.linalg.norm(inward)), 1e-9)
+        first: ExecutionError | None = None
+        heights = [ctx.lift_height] + ([ctx.lift_height * self.cfg.lift_min_fraction]
+                                       if self.cfg.lift_min_fraction < 1.0 else [])
+        for height in heights:
+            for lean in self.cfg.lift_lean:
+                end_T = start_T.copy()
+                end_T[:3, 3] += height * (np.array([0.0, 0.0, 1.0]) + lean * inward)
+                dist = float(np.linalg.norm(end_T[:3, 3] - start_T[:3, 3]))
+                duration = max(self.cfg.lift_min_duration, dist / self.cfg.lift_speed)
+                try:
+                    seg = self._timed("lift", lambda s, e=end_T: interpolate_poses(start_T, e, s), arm_q, squeeze,
+                                      squeeze, duration)
+                except ExecutionError as exc:
+                    first = first or exc
+                    continue
+                yield seg
+                return
+        assert first is not None
+        raise first
 
 
 def make_executor(name: str, robot: Robot, planner, cfg: ExecutorConfig | None = None) -> GraspExecutor:

@@ -669,6 +669,33 @@ class SimEnv:
             return JointStateCommand(values.tolist(), list(ch.names))
         return JointTrajectoryCommand(list(ch.names), [TrajectoryPoint(values.tolist(), float(duration))])
 
+    def hand_trajectory_from_joints(self, t: np.ndarray, q_hand: np.ndarray) -> JointTrajectoryCommand:
+        """A multi-point driver-form hand trajectory through model joint positions ``q_hand`` (K, n)
+        (hand.joints order) at times ``t`` (K,) [s] from receipt (samples at ``t <= 0`` are left
+        out: the controller starts from its own set-point). Trajectory drivers (Shadow) only.
+        Where the controller's set-point is farther from the first sample than 90 % of its velocity
+        limits cover by that sample's time (a finger held back by the object: the set-point ran
+        ahead of the measured joints the trajectory was computed from), every sample is delayed by
+        the difference, as a careful client of the real driver would do from the controller state.
+
+        Raises:
+            CommandRejected: the hand is not driven by trajectories, or no sample after ``t = 0``.
+        """
+        ch = self.hand_channel
+        if ch.kind == "joint_state":
+            raise CommandRejected("this hand's driver takes JointState targets, not trajectories")
+        t = np.asarray(t, dtype=np.float64)
+        q_hand = np.asarray(q_hand, dtype=np.float64).reshape(len(t), -1)
+        keep = np.flatnonzero(t > 0)
+        if not len(keep):
+            raise CommandRejected("a hand trajectory needs a sample after t = 0")
+        servo = np.stack([self.robot.cfg.hand.actuated_from_joints(q_hand[k])[self._hand_cmd_to_act] for k in keep])
+        first_leg = np.abs(servo[0] - self._hand_sp) / (0.9 * np.asarray(ch.vel_limit, dtype=np.float64))
+        delay = max(0.0, float(first_leg.max()) - float(t[keep[0]]))
+        return JointTrajectoryCommand(list(ch.names), [TrajectoryPoint((servo[i] * ch.scale + ch.offset).tolist(),
+                                                                        float(t[k]) + delay)
+                                                       for i, k in enumerate(keep)])
+
     def cancel(self) -> None:
         """Stop following commands; hold the current set-points."""
         self._arm_plan = None
