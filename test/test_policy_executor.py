@@ -183,3 +183,23 @@ def test_lift_leans_toward_the_base_where_a_straight_lift_runs_out_of_reach(setu
     assert np.abs(np.diff(seg.arm_q, axis=0)).max() <= default_config().max_joint_step
     reached = ex.arm.wrist_pose(seg.arm_q[-1])
     assert np.linalg.norm(reached[:3, 3] - end[:3, 3]) < 1e-3
+
+
+def test_hand_targets_a_hair_outside_the_limits_are_clipped_far_ones_refused(setup):
+    """A squeeze target 2 mrad past a joint stop (the e2e benchmark met one: the proposal's limits
+    round differently) is clipped onto the stop; 0.3 rad past it is refused, nothing sent."""
+    robot, planner, ex = setup
+    q0 = planner.home.copy()
+    tgt = _target(robot, ex, q0)
+    hair = tgt.squeeze_q.copy()
+    hair[11] = ex.hand_lower[11] - 0.002
+    state = {"arm": q0, "hand": tgt.grasp_q}
+    ctx = ExecutionContext(replace(tgt, grasp_T=tgt.pregrasp_T, squeeze_T=tgt.pregrasp_T, squeeze_q=hair),
+                           lambda: (state["arm"], state["hand"]))
+    (seg,) = list(ex.squeeze(ctx))
+    assert seg.hand_q[-1, 11] == ex.hand_lower[11]
+    far = hair.copy()
+    far[11] = ex.hand_lower[11] - 0.3
+    ctx = ExecutionContext(replace(ctx.target, squeeze_q=far), ctx.state)
+    with pytest.raises(UnsafeMotion):
+        list(ex.squeeze(ctx))

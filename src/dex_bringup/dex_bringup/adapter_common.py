@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Callable
 
+import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from dex_bringup.adapters import AdapterError, JointSample
+from dex_description.errors import DescriptionError
 
 
 def declare_parameters(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -46,3 +50,25 @@ def joint_state_msg(sample: JointSample, stamp) -> JointState:
     msg.velocity = sample.velocity.tolist() if sample.velocity is not None else []
     msg.effort = sample.effort.tolist() if sample.effort is not None else []
     return msg
+
+
+def spin_adapter(make_node: Callable[[], Node], node_name: str, argv: list[str] | None) -> int:
+    """An adapter's ``main``: init, build the node (a :class:`DescriptionError` -- bad parameter,
+    unknown robot, bad YAML -- is logged and gives exit code 1), spin until Ctrl-C or shutdown
+    (exit code 0), then clean up."""
+    rclpy.init(args=sys.argv if argv is None else argv)
+    try:
+        try:
+            node = make_node()
+        except DescriptionError as exc:
+            rclpy.logging.get_logger(node_name).error(f"cannot start: {exc}")
+            return 1
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return 0

@@ -43,18 +43,15 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
 
-from dex_bringup.adapter_common import declare_parameters, joint_state_msg
+from dex_bringup.adapter_common import declare_parameters, joint_state_msg, spin_adapter
 from dex_bringup.adapters import AdapterError, JointSample, import_interface, leap_state
 from dex_description.config import load_robot_config
 from dex_description.drivers import hand_state_map
-from dex_description.errors import DescriptionError
 
 NODE_NAME = "leap_adapter"
 PARAMETERS: dict[str, Any] = {
@@ -187,22 +184,7 @@ class LeapAdapter(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=sys.argv if argv is None else argv)
-    try:
-        try:
-            node = LeapAdapter()
-        except DescriptionError as exc:  # AdapterError, unknown robot, bad YAML
-            rclpy.logging.get_logger(NODE_NAME).error(f"cannot start: {exc}")
-            return 1
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
-    return 0
+    return spin_adapter(LeapAdapter, NODE_NAME, argv)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dex_bringup.adapters import AdapterError, ShadowTranslator, Trajectory
-from dex_bringup.adapter_common import declare_parameters, joint_state_msg
+from dex_bringup.adapter_common import declare_parameters, joint_state_msg, spin_adapter
 from dex_description.config import load_robot_config
-from dex_description.errors import DescriptionError
 
 NODE_NAME = "shadow_adapter"
 PARAMETERS: dict[str, Any] = {
@@ -139,22 +136,7 @@ class ShadowAdapter(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=sys.argv if argv is None else argv)
-    try:
-        try:
-            node = ShadowAdapter()
-        except DescriptionError as exc:
-            rclpy.logging.get_logger(NODE_NAME).error(f"cannot start: {exc}")
-            return 1
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
-    finally:
-        rclpy.try_shutdown()
-    return 0
+    return spin_adapter(ShadowAdapter, NODE_NAME, argv)
 
 
 if __name__ == "__main__":

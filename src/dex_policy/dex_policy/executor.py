@@ -302,11 +302,21 @@ class OpenLoopExecutor(GraspExecutor):
         self.workspace = (np.asarray(self.cfg.workspace_min, float), np.asarray(self.cfg.workspace_max, float))
 
     # -------------------------------------------------------------- building blocks
+    def _into_limits(self, hand_q: np.ndarray, slack: float = 0.02) -> np.ndarray:
+        """Hand joints (n,) [rad] at most ``slack`` [rad] outside the model's limits are clipped onto
+        them (a proposal's limits come from its own kinematics and round differently; a finger
+        pressed against its stop reads a little beyond it); farther ones are left for
+        :func:`check_segment` to refuse."""
+        q = np.asarray(hand_q, dtype=np.float64)
+        near = (q >= self.hand_lower - slack) & (q <= self.hand_upper + slack)
+        return np.where(near, np.clip(q, self.hand_lower, self.hand_upper), q)
+
     def _timed(self, stage: str, poses_of_s: Callable[[np.ndarray], np.ndarray] | None, arm_q0: np.ndarray,
                hand_a: np.ndarray, hand_b: np.ndarray, duration: float) -> MotionSegment:
         """Sample ``s`` on a minimum-jerk profile of ``duration``, stretching it until the joint
         velocities are within ``speed_scale`` x the limits."""
         c = self.cfg
+        hand_a, hand_b = self._into_limits(hand_a), self._into_limits(hand_b)
         for _ in range(6):
             n = max(2, int(np.ceil(duration / c.dt)) + 1)
             t = np.linspace(0.0, duration, n)
