@@ -137,3 +137,27 @@ def test_self_filter_removes_the_robot_and_keeps_the_rest():
     turned = arm_q + np.array([np.pi / 2, 0, 0, 0, 0, 0])
     assert len(sf(centres, turned, hand_q)) > 0
     assert sf(np.zeros((0, 3)), arm_q, hand_q).shape == (0, 3)
+
+
+def test_held_object_points_count_what_is_neither_table_nor_robot_near_the_expected_place():
+    from dex_bringup.orchestration import SelfFilter, held_object_points
+    from dex_description.compose import load_robot
+
+    robot = load_robot("ur5e_leap", check=False)
+    sf = SelfFilter(robot, 0.03)
+    arm_q = np.asarray(robot.cfg.arm.named_poses["home"], dtype=float)
+    hand_q = np.zeros(len(robot.cfg.hand.joints))
+    centres, radii = sf.spheres(arm_q, hand_q)
+    palm = centres[int(np.argmax(radii))]  # a hand or wrist sphere: the robot's own surface
+    rng = np.random.default_rng(0)
+    robot_pts = centres + 0.5 * radii[:, None] * rng.uniform(-1, 1, centres.shape) / np.sqrt(3)
+    obj = palm + np.array([0.0, 0.0, -0.15]) + rng.normal(0, 0.01, (40, 3))  # an object below the hand
+    table = np.column_stack([rng.uniform(-0.3, 0.3, 100), rng.uniform(0.3, 0.9, 100), np.zeros(100)])
+    scene = np.vstack([robot_pts, obj, table])
+    expected = obj.mean(0)
+    n = held_object_points(scene, 0.0, sf, arm_q, hand_q, expected, radius=0.1, margin=0.01)
+    assert n == len(obj) - int(np.sum(obj[:, 2] < 0.01))  # the object's points, not the robot's or the table's
+    # nothing there: only the robot near the expected place
+    assert held_object_points(np.vstack([robot_pts, table]), 0.0, sf, arm_q, hand_q, palm, 0.1, 0.01) == 0
+    # looking elsewhere finds nothing either
+    assert held_object_points(scene, 0.0, sf, arm_q, hand_q, expected + 1.0, 0.1, 0.01) == 0

@@ -78,6 +78,7 @@ class FakeWorld:
         self.arm_cmds: list[JointTrajectory] = []
         self.hand_cmds: list[JointState] = []
         self.requests: dict[str, list] = {"segment": [], "propose": [], "plan": []}
+        self.services: list = []
         self.amap, self.hmap = arm_map(CFG), hand_state_map(CFG.hand)
         self.hcmd = hand_command_map(CFG.hand)
         reliable = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -117,10 +118,21 @@ class FakeWorld:
         self.pub_js.publish(msg)
 
     def serve(self):
+        """Start the three services (idempotent)."""
+        if self.services:
+            return
         group = ReentrantCallbackGroup()
-        self.node.create_service(SegmentObject, "/dex/segment_object", self._segment, callback_group=group)
-        self.node.create_service(ProposeGrasps, "/dex/propose_grasps", self._propose, callback_group=group)
-        self.node.create_service(PlanToProposals, "/dex/plan_to_proposals", self._plan, callback_group=group)
+        self.services = [
+            self.node.create_service(SegmentObject, "/dex/segment_object", self._segment, callback_group=group),
+            self.node.create_service(ProposeGrasps, "/dex/propose_grasps", self._propose, callback_group=group),
+            self.node.create_service(PlanToProposals, "/dex/plan_to_proposals", self._plan, callback_group=group),
+        ]
+
+    def unserve(self):
+        """Stop the services (as if their nodes died)."""
+        for srv in self.services:
+            self.node.destroy_service(srv)
+        self.services = []
 
     def _segment(self, req, res):
         self.requests["segment"].append(req)
@@ -202,7 +214,7 @@ def rig(tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, "-m", "dex_bringup.orchestrator", "--ros-args", "-p", f"robot:={ROBOT}",
              "-p", "require_confirm:=true", "-p", f"speed_scale:={SPEED_SCALE}", "-p", "settle_s:=0.5",
-             "-p", "timeout_confirm_s:=20.0"], stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+             "-p", "timeout_confirm_s:=20.0", "-p", "service_wait_s:=10.0"], stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 120
         while not world.action.wait_for_server(timeout_sec=0.5):
@@ -226,8 +238,16 @@ def _run(world, proc, goal: ExecuteGrasp.Goal, on_feedback=None, timeout=60.0):
     return handle, _wait(handle.get_result_async(), proc, timeout)
 
 
+@pytest.fixture
+def served(rig):
+    """The rig with the services up (pytest-xdist may run any test of this file first)."""
+    rig[0].serve()
+    return rig
+
+
 def test_a_missing_node_is_named(rig):
     world, proc, _ = rig
+    world.unserve()
     _, wrapped = _run(world, proc, ExecuteGrasp.Goal())
     assert wrapped.status == GoalStatus.STATUS_ABORTED
     r = wrapped.result
@@ -236,8 +256,8 @@ def test_a_missing_node_is_named(rig):
     world.serve()  # from here on the services answer
 
 
-def test_dry_run_plans_and_sends_nothing(rig):
-    world, proc, _ = rig
+def test_dry_run_plans_and_sends_nothing(served):
+    world, proc, _ = served
     n_arm = len(world.arm_cmds)
     stages = []
     _, wrapped = _run(world, proc, ExecuteGrasp.Goal(dry_run=True, target_prompt="nearest", object_id="mug"),
@@ -260,8 +280,8 @@ def test_dry_run_plans_and_sends_nothing(rig):
     assert len(world.arm_cmds) == n_arm, "a dry run moved the arm"
 
 
-def test_unknown_policy_is_refused(rig):
-    world, proc, _ = rig
+def test_unknown_policy_is_refused(served):
+    world, proc, _ = served
     _, wrapped = _run(world, proc, ExecuteGrasp.Goal(proposal_policy="most_expensive"))
     assert wrapped.status == GoalStatus.STATUS_ABORTED
     assert "unknown proposal_policy 'most_expensive'" in wrapped.result.reason
@@ -276,8 +296,8 @@ def _confirm_when_asked(world, answer: bool, asked: list):
     return on_feedback
 
 
-def test_refused_confirmation_moves_nothing_and_one_goal_at_a_time(rig):
-    world, proc, _ = rig
+def test_refused_confirmation_moves_nothing_and_one_goal_at_a_time(served):
+    world, proc, _ = served
     n_arm, n_hand = len(world.arm_cmds), len(world.hand_cmds)
     waiting = threading.Event()
     handle = _wait(world.action.send_goal_async(
@@ -298,8 +318,8 @@ def test_refused_confirmation_moves_nothing_and_one_goal_at_a_time(rig):
     assert nothing is not None and not nothing.success  # nothing waits for confirmation now
 
 
-def test_confirmed_reach_is_slowed_and_stopped_when_the_arm_does_not_follow(rig):
-    world, proc, _ = rig
+def test_confirmed_reach_is_slowed_and_stopped_when_the_arm_does_not_follow(served):
+    world, proc, _ = served
     n_arm, n_hand = len(world.arm_cmds), len(world.hand_cmds)
     asked: list = []
     _, wrapped = _run(world, proc, ExecuteGrasp.Goal(), _confirm_when_asked(world, True, asked))

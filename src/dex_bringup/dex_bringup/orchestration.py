@@ -69,6 +69,8 @@ class OrchestratorSettings:
         table_clearance: [m] scene points less than this above the table are the table.
         self_filter_margin: [m] scene points less than this outside the robot's collision spheres
             (at the measured joints) are the robot itself.
+        verify_hold_s: [s] verify holds the lifted object this long before it looks (a slipping
+            grasp shows; within the verify timeout).
         timeouts: Stage -> wall-clock limit [s] (``perceive``, ``propose``, ``plan``, ``confirm``,
             ``reach``, ``preshape``, ``approach``, ``squeeze``, ``lift``, ``verify``).
     """
@@ -90,10 +92,11 @@ class OrchestratorSettings:
     preshape_tol: float = 0.15
     hold_s: float = 0.3
     state_timeout_s: float = 1.0
-    service_wait_s: float = 2.0
+    service_wait_s: float = 5.0
     scene_wait_s: float = 1.0
     table_clearance: float = 0.01
     self_filter_margin: float = 0.03
+    verify_hold_s: float = 1.0
     timeouts: dict[str, float] = field(default_factory=_stage_timeouts)
 
     def episode_config(self) -> EpisodeConfig:
@@ -166,7 +169,7 @@ def settings_from_parameters(values: Mapping[str, Any]) -> OrchestratorSettings:
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"parameter {name}: {getattr(s, name)!r}: must be > 0")
-    for name in ("scene_wait_s", "table_clearance", "self_filter_margin"):
+    for name in ("scene_wait_s", "table_clearance", "self_filter_margin", "verify_hold_s"):
         if getattr(s, name) < 0:
             raise SettingsError(f"parameter {name}: {getattr(s, name)!r}: must be >= 0")
     if not 0 < s.speed_scale <= 1:
@@ -271,18 +274,35 @@ class SelfFilter:
             centres = self.kin.sphere_centers(self.kin.forward(q))[0].numpy()
         return centres, self.kin.spheres.radii.numpy().astype(np.float64)
 
-    def __call__(self, points_base: np.ndarray, arm_q: np.ndarray, hand_q: np.ndarray) -> np.ndarray:
-        """(M, 3) the points of ``points_base`` (N, 3) [m] that are not the robot."""
+    def __call__(self, points_base: np.ndarray, arm_q: np.ndarray, hand_q: np.ndarray,
+                 margin: float | None = None) -> np.ndarray:
+        """(M, 3) the points of ``points_base`` (N, 3) [m] that are not the robot (``margin`` [m]
+        overrides the filter's own)."""
         pts = np.asarray(points_base, dtype=np.float64).reshape(-1, 3)
         if len(pts) == 0:
             return pts
+        margin = self.margin if margin is None else float(margin)
         centres, radii = self.spheres(arm_q, hand_q)
         keep = np.ones(len(pts), dtype=bool)
         for start in range(0, len(pts), 4096):  # (chunk, S) distances
             chunk = pts[start:start + 4096]
             d = np.linalg.norm(chunk[:, None, :] - centres[None], axis=2) - radii[None]
-            keep[start:start + 4096] = d.min(axis=1) > self.margin
+            keep[start:start + 4096] = d.min(axis=1) > margin
         return pts[keep]
+
+
+def held_object_points(scene_base: np.ndarray, table_z: float | None, self_filter: SelfFilter, arm_q: np.ndarray,
+                       hand_q: np.ndarray, expected_centre: np.ndarray, radius: float, margin: float,
+                       clearance: float = 0.01) -> int:
+    """How many scene points [m] (base frame) after the lift are neither the table nor the robot
+    (``margin`` [m] outside its collision spheres at the measured joints) and lie within ``radius``
+    [m] of ``expected_centre`` (3,) [m]: where the grasped object should be if it went up with the
+    hand (its perceived centroid moved by the wrist's displacement since the grasp)."""
+    above = obstacle_points(scene_base, table_z, clearance)
+    if len(above) == 0:
+        return 0
+    near = above[np.linalg.norm(above - np.asarray(expected_centre, dtype=np.float64)[None], axis=1) < radius]
+    return int(len(self_filter(near, arm_q, hand_q, margin)))
 
 
 def verify_verdict(status: str, message: str, blocked: bool, gap: float) -> tuple[bool | None, str]:

@@ -21,8 +21,8 @@ It runs :class:`dex_bringup.episode.GraspEpisode` (perceive -> propose -> plan -
 * approach / squeeze / lift: :class:`dex_policy.executor.OpenLoopExecutor` segments (computed from
   the measured state; already safety-checked: joint and velocity limits, the workspace box) as one
   arm JointTrajectory (positions + velocities) each and hand targets;
-* verify: perception no longer finds an object at the target's perceived centroid (prompt
-  ``point x y z`` on a frame taken after the lift) and the measured fingers are held short of the
+* verify: after holding the lifted object ``verify_hold_s``, perception no longer finds an object
+  at the target's perceived centroid (prompt ``point x y z`` on a frame taken after the hold) and the measured fingers are held short of the
   squeeze target (:func:`dex_policy.executor.fingers_blocked`).
 
 Drivers (robot YAML ``driver`` sections; names and offsets by :mod:`dex_description.drivers`):
@@ -610,8 +610,10 @@ class RosPorts:
         from dex_policy.executor import fingers_blocked
 
         c = perceived.centroid
-        res, _ = self._segment(f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}", plan.lift_end_ns or self._now_ns(), timeout,
-                               cancel)
+        hold = min(self.s.verify_hold_s, 0.5 * timeout)  # hold the lifted object a moment: a slipping grasp shows
+        if cancel.wait(hold):
+            raise Cancelled("cancelled while holding the lifted object")
+        res, _ = self._segment(f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}", self._now_ns(), timeout - hold, cancel)
         blocked, gap = fingers_blocked(self.measured()[1], plan.target.grasp_q, plan.target.squeeze_q)
         ok, why = verify_verdict(res.status, res.message, blocked, gap)
         if ok is None:

@@ -52,6 +52,13 @@ class SimEpisodeConfig:
         prompt: Perception prompt when the goal has none.
         self_filter_margin: [m] obstacle points less than this outside the robot's collision
             spheres (at the measured joints) are the robot itself, not obstacles (as in the orchestrator).
+        held_radius: [m] verify looks for the lifted object within this distance of where it should be.
+        held_margin: [m] scene points less than this outside the robot's spheres are the robot (verify).
+        min_held_points: verify calls the object held only when at least this many points that are
+            neither the table nor the robot are seen there.
+        verify_hold_s: [s] verify holds the lifted object this long before it looks.
+        verify_extra_height: [m] verify's perception workspace reaches this much higher than the
+            table scene's (the lifted object is above it).
     """
 
     episode: EpisodeConfig = field(default_factory=default_episode_config)
@@ -66,6 +73,11 @@ class SimEpisodeConfig:
     success_height: float = 0.15
     prompt: str = "largest"
     self_filter_margin: float = 0.03
+    held_radius: float = 0.12
+    held_margin: float = 0.01
+    min_held_points: int = 20
+    verify_hold_s: float = 1.0
+    verify_extra_height: float = 0.4
 
 
 def default_config() -> SimEpisodeConfig:
@@ -271,27 +283,63 @@ class SimPorts:
 
     def verify(self, perceived: Perceived, plan: Planned, height: float, timeout: float,
                cancel: threading.Event) -> tuple[bool, str]:
-        """Without ground truth, as on the real robot: (1) perception no longer finds an object
-        where the target stood (prompt ``point`` at its pre-grasp centroid), and (2) the fingers
-        are held short of the squeeze target by something (:func:`dex_policy.executor.fingers_blocked`).
-        An object left behind fails (1); one dropped and rolled away fails (2)."""
+        """Without ground truth, as on the real robot, on one frame taken after the lift: (1)
+        perception no longer finds an object where the target stood (prompt ``point`` at its
+        pre-grasp centroid), (2) the fingers are held short of the squeeze target by something
+        (:func:`dex_policy.executor.fingers_blocked`), and (3) something that is neither the table
+        nor the robot is seen where the object should be if it went up with the hand
+        (:func:`dex_bringup.orchestration.held_object_points`). An object left behind fails (1); one
+        dropped and rolled away fails (2); one knocked over and hidden behind the hand, with the
+        fingers blocked by each other, fails (3)."""
+        from dex_bringup.orchestration import held_object_points
         from dex_perception.errors import PerceptionError
         from dex_policy.executor import fingers_blocked
 
         c = perceived.centroid
-        try:
-            frame, _, res = self._observe(f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}")
-            still_there = res.num_objects > 0 and len(res.points) > 0
-        except PerceptionError:  # no object near the point (or none at all): the place is empty
-            frame, still_there = self.env.render(), False
+        if self.cfg.verify_hold_s > 0:  # hold the lifted object a moment first: a slipping grasp shows
+            self.env.step_time(self.cfg.verify_hold_s)
+        frame = self.env.render()
         self.frames["lifted"] = frame.rgb
-        blocked, gap = fingers_blocked(self.env.model_joint_positions()[1], plan.target.grasp_q, plan.target.squeeze_q)
-        self.log["verify"] = {"object_left_its_place": not still_there, "fingers_blocked": blocked, "finger_gap_rad": gap}
+        arm_q, hand_q = self.env.model_joint_positions()
+        try:
+            analysis = self.verify_perception.analyse(frame.depth, self.camera, frame.rgb)
+        except PerceptionError:  # nothing above the table at all
+            analysis = None
+        still_there = False
+        if analysis is not None:
+            try:
+                res = self.verify_perception.select(analysis, f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}")
+                still_there = res.num_objects > 0 and len(res.points) > 0
+            except PerceptionError:  # no object near the point: the place is empty
+                still_there = False
+        moved = self.executor.arm.wrist_pose(arm_q)[:3, 3] - plan.target.squeeze_T[:3, 3]
+        held = 0 if analysis is None else held_object_points(
+            analysis.candidate_points, None, self.self_filter,
+            arm_q, hand_q, c + moved, self.cfg.held_radius, self.cfg.held_margin)
+        blocked, gap = fingers_blocked(hand_q, plan.target.grasp_q, plan.target.squeeze_q)
+        self.log["verify"] = {"object_left_its_place": not still_there, "fingers_blocked": blocked, "finger_gap_rad": gap,
+                              "held_points": held}
         if still_there:
             return False, "verify: the object is still where it stood (not lifted)"
         if not blocked:
             return False, f"verify: the fingers closed on nothing (gap {gap:.3f} rad to the squeeze target): object dropped"
-        return True, f"object gone from the table and held (fingers {gap:.2f} rad short of the squeeze target)"
+        if held < self.cfg.min_held_points:
+            return False, (f"verify: nothing but the hand is seen where the object should be ({held} points): "
+                           "knocked away or hidden")
+        return True, f"object gone from the table and held (fingers {gap:.2f} rad short of the squeeze target, {held} points seen)"
+
+    @property
+    def verify_perception(self):
+        """Perception with its workspace box raised by ``verify_extra_height`` [m]: a lifted object
+        is above the box that crops the table scene."""
+        if getattr(self, "_verify_perception", None) is None:
+            from dex_perception.pipeline import Perception
+
+            cfg = self.perception.config
+            ws = cfg.workspace
+            top = (ws.max[0], ws.max[1], ws.max[2] + self.cfg.verify_extra_height)
+            self._verify_perception = Perception(replace(cfg, workspace=replace(ws, max=top)), self.perception.extrinsics)
+        return self._verify_perception
 
     def stop_motion(self) -> None:
         self.env.cancel()
