@@ -52,6 +52,8 @@ class SimEpisodeConfig:
         prompt: Perception prompt when the goal has none.
         self_filter_margin: [m] obstacle points less than this outside the robot's collision
             spheres (at the measured joints) are the robot itself, not obstacles (as in the orchestrator).
+        preshape_tol: [rad] largest hand joint error from the pre-grasp shape after the reach.
+        preshape_wait_s: [s] how long the preshape stage waits for the hand to get there.
         held_radius: [m] verify looks for the lifted object within this distance of where it should be.
         held_margin: [m] scene points less than this outside the robot's spheres are the robot (verify).
         min_held_points: verify calls the object held only when at least this many points that are
@@ -73,6 +75,8 @@ class SimEpisodeConfig:
     success_height: float = 0.15
     prompt: str = "largest"
     self_filter_margin: float = 0.03
+    preshape_tol: float = 0.15
+    preshape_wait_s: float = 1.5
     held_radius: float = 0.12
     held_margin: float = 0.01
     min_held_points: int = 20
@@ -255,11 +259,18 @@ class SimPorts:
         self._run(t, arm_q, hand_q, timeout, cancel, "reach")
 
     def preshape(self, plan: Planned, timeout: float, cancel: threading.Event) -> None:
-        # the planner's hand trajectory already shaped the hand before the arm moved: check it
-        _, hand_q = self.env.model_joint_positions()
-        err = np.abs(hand_q - plan.target.pregrasp_q).max()
-        if err > 0.15:
-            raise StageFailed(f"preshape: the hand is {err:.2f} rad from its pre-grasp shape")
+        # the planner's hand trajectory already shaped the hand before the arm moved: wait until it
+        # is there (up to preshape_wait_s, as the orchestrator waits up to settle_s)
+        waited = 0.0
+        while True:
+            _, hand_q = self.env.model_joint_positions()
+            err = float(np.abs(hand_q - plan.target.pregrasp_q).max())
+            if err <= self.cfg.preshape_tol:
+                return
+            if waited >= self.cfg.preshape_wait_s or cancel.is_set():
+                raise StageFailed(f"preshape: the hand is {err:.2f} rad from its pre-grasp shape")
+            self.env.step_time(self.cfg.control_dt)
+            waited += self.cfg.control_dt
 
     def _stage(self, name: str, plan: Planned, timeout: float, cancel: threading.Event, height: float = 0.0) -> None:
         from dex_policy.executor import ExecutionContext, ExecutionError
