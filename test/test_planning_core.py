@@ -489,3 +489,25 @@ def test_scene_validation():
 def test_margins_dataclass_defaults():
     m = Margins()
     assert m.env == m.self == m.near_self == 0.0
+
+
+def test_closed_form_ik_noise_on_stdout_is_silenced_and_stdout_comes_back(capfd):
+    """ur-analytic-ik prints a warning per rejected branch on std::cout (file descriptor 1):
+    inside ``silenced_stdout`` such writes vanish, Python's buffered output before the block is
+    not lost, and fd 1 works again afterwards (also after an exception inside the block)."""
+    import os
+    import sys
+
+    from dex_planning.ik import silenced_stdout
+
+    print("before", end="")  # buffered: must be flushed, not swallowed
+    with silenced_stdout():
+        os.write(1, b"Warning: Detected and filtered incorrect IK solution\n")
+    with pytest.raises(RuntimeError):
+        with silenced_stdout():
+            os.write(1, b"more noise\n")
+            raise RuntimeError("inside")
+    sys.stdout.flush()
+    os.write(1, b"|after\n")
+    out = capfd.readouterr().out
+    assert out == "before|after\n", out

@@ -20,7 +20,11 @@ equivalent closest to a reference (the current state); solutions outside the bou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -68,6 +72,39 @@ def analytic_module(arm_name: str):
     return getattr(ur_analytic_ik, arm_name, None)
 
 
+
+_STDOUT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def silenced_stdout() -> Iterator[None]:
+    """Discard what C/C++ code writes to file descriptor 1 inside the block.
+
+    ur-analytic-ik writes "Warning: Detected and filtered incorrect IK solution" to ``std::cout``
+    for every closed-form branch it rejects near singularities (dozens per grasp episode); we
+    filter and polish solutions ourselves, so the line is noise. Python's own ``sys.stdout`` is
+    flushed first so nothing is lost; ROS logging goes to stderr and is untouched. Falls back to
+    doing nothing when fd 1 cannot be duplicated (e.g. no real stdout).
+    """
+    with _STDOUT_LOCK:  # dup inside the lock: a second thread must never save the redirected fd
+        try:
+            sys.stdout.flush()
+            saved = os.dup(1)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        if saved is None:
+            yield
+            return
+        try:
+            os.dup2(devnull, 1)
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(devnull)
+            os.close(saved)
+
+
 class ArmIK:
     """All IK solutions of the flange pose, on the exact (MuJoCo-derived) kinematic model.
 
@@ -104,7 +141,8 @@ class ArmIK:
         if self.module is None:
             return []
         base_T_flange = np.ascontiguousarray(self.base_T_world @ world_T_flange)
-        sols = self.module.inverse_kinematics(base_T_flange)
+        with silenced_stdout():  # ur-analytic-ik prints a warning per rejected branch on std::cout
+            sols = self.module.inverse_kinematics(base_T_flange)
         return [np.asarray(s, dtype=np.float64) for s in sols if np.all(np.isfinite(s))]
 
     def solve(self, world_T_flange: np.ndarray, lower: np.ndarray, upper: np.ndarray,
