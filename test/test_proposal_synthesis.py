@@ -203,7 +203,12 @@ def test_synthesis_is_deterministic_and_consistent(cylinder_surface):
     expected = torch.minimum(torch.maximum(a.grasp_u + s * (a.grasp_u - a.pregrasp_u), lo), hi)
     torch.testing.assert_close(a.squeeze_u, expected)
     assert float((a.squeeze_u - a.grasp_u).abs().max()) > 0  # it does squeeze
-    torch.testing.assert_close(a.grasp_T, a.pregrasp_T)
+    # the wrist is frozen in the grasp stage: pre-grasp = grasp, except raised (+z only) where the
+    # open pre-grasp would come too close to the table
+    torch.testing.assert_close(a.grasp_T[:, :2], a.pregrasp_T[:, :2])
+    torch.testing.assert_close(a.grasp_T[:, 2, :3], a.pregrasp_T[:, 2, :3])
+    up = a.pregrasp_T[:, 2, 3] - a.grasp_T[:, 2, 3]
+    assert float(up.min()) >= 0 and float(up.max()) <= syn.cfg.pregrasp_max_lift + 1e-6
     for u in (a.pregrasp_u, a.grasp_u, a.squeeze_u):
         assert torch.all(u >= lo - 1e-6) and torch.all(u <= hi + 1e-6)
     order = rank(a, 3)
@@ -226,3 +231,27 @@ def test_cuda_matches_cpu(cylinder_surface):
     cpu = Synthesizer(hand, cfg).run(cylinder_surface, seed=1)
     gpu = Synthesizer(HandModel("ur5e_leap"), replace(cfg, device="cuda")).run(cylinder_surface, seed=1)
     np.testing.assert_allclose(gpu.energy.numpy(), cpu.energy.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_pregrasp_is_raised_clear_of_the_table_for_a_flat_object():
+    """A 2.5 cm flat ring on the table: the open pre-grasp's fingertips would touch the table (the
+    arm planner refuses such a goal), so the pre-grasp wrist goes up until its collision spheres
+    clear the table; the grasp itself is not moved, and the lift is only along +z."""
+    torus = trimesh.creation.annulus(r_min=0.025, r_max=0.045, height=0.025)
+    torus.apply_translation([0.0, 0.6, 0.0125])
+    pts, nrm = _cloud(torus, 3000)
+    surf = build_surface(pts, nrm, table_z=0.0)
+    hand = HandModel("ur5e_leap")
+    base = replace(_short(12, (40, 10, 10)), table_z=0.0)
+    raised = Synthesizer(hand, base).run(surf, seed=0)
+    flat = Synthesizer(hand, replace(base, pregrasp_max_lift=0.0)).run(surf, seed=0)
+    torch.testing.assert_close(raised.grasp_T, flat.grasp_T)
+    rise = raised.pregrasp_T[:, 2, 3] - flat.pregrasp_T[:, 2, 3]
+    assert float(rise.max()) > 1e-3  # some pre-grasps needed raising
+    assert float(rise.min()) >= 0 and float(rise.max()) <= base.pregrasp_max_lift + 1e-6
+    torch.testing.assert_close(raised.pregrasp_T[:, :2], flat.pregrasp_T[:, :2])  # x, y rows of R|t unchanged
+    T = raised.pregrasp_T.to(hand.dtype)
+    fk = hand.kin.forward(hand.joints(raised.pregrasp_u.to(hand.dtype)), T)
+    bottom = (fk.sphere_centers[..., 2] - hand.sphere_radii).amin(-1)
+    needed = rise > 1e-9
+    assert torch.all(bottom[needed & (rise < base.pregrasp_max_lift - 1e-6)] >= base.pregrasp_table_clearance - 1e-5)
