@@ -43,3 +43,16 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 def ros_domain_id() -> int:
     """The ROS domain this test process owns."""
     return int(os.environ["ROS_DOMAIN_ID"])
+
+
+def require_built_interfaces():
+    """Skip the calling test module unless rclpy and the built ``dex_interfaces`` are importable
+    (call at module level); returns ``dex_interfaces.action``."""
+    pytest.importorskip("rclpy")
+    try:
+        action = pytest.importorskip("dex_interfaces.action")
+    except pytest.skip.Exception as exc:
+        pytest.skip(f"dex_interfaces is not built ({exc})", allow_module_level=True)
+    if not hasattr(action, "ExecuteGrasp"):
+        pytest.skip("dex_interfaces.action is a namespace package, not the built interfaces", allow_module_level=True)
+    return action

@@ -36,13 +36,10 @@ import pytest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-rclpy = pytest.importorskip("rclpy")
-try:
-    _action = pytest.importorskip("dex_interfaces.action")
-except pytest.skip.Exception as _exc:
-    pytest.skip(f"dex_interfaces is not built ({_exc})", allow_module_level=True)
-if not hasattr(_action, "ExecuteGrasp"):
-    pytest.skip("dex_interfaces.action is a namespace package, not the built interfaces", allow_module_level=True)
+from conftest import require_built_interfaces  # noqa: E402
+
+require_built_interfaces()
+import rclpy  # noqa: E402
 
 from action_msgs.msg import GoalStatus  # noqa: E402
 from rclpy.action import ActionClient  # noqa: E402

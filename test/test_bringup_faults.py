@@ -28,13 +28,9 @@ import pytest
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-pytest.importorskip("rclpy")
-try:
-    _action = pytest.importorskip("dex_interfaces.action")
-except pytest.skip.Exception as _exc:
-    pytest.skip(f"dex_interfaces is not built ({_exc})", allow_module_level=True)
-if not hasattr(_action, "ExecuteGrasp"):
-    pytest.skip("dex_interfaces.action is a namespace package, not the built interfaces", allow_module_level=True)
+from conftest import require_built_interfaces  # noqa: E402
+
+require_built_interfaces()
 
 from dex_bringup.graph import load_graph  # noqa: E402
 from dex_bringup.launcher import Launcher, node_command  # noqa: E402
