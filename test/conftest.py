@@ -45,14 +45,15 @@ def ros_domain_id() -> int:
     return int(os.environ["ROS_DOMAIN_ID"])
 
 
-def require_built_interfaces():
+def require_built_interfaces(kind: str = "action", name: str = "ExecuteGrasp"):
     """Skip the calling test module unless rclpy and the built ``dex_interfaces`` are importable
-    (call at module level); returns ``dex_interfaces.action``."""
+    (call at module level); returns ``dex_interfaces.<kind>`` (``action`` | ``srv`` | ``msg``),
+    which must define ``name`` (a namespace package without the generated code does not)."""
     pytest.importorskip("rclpy")
     try:
-        action = pytest.importorskip("dex_interfaces.action")
+        module = pytest.importorskip(f"dex_interfaces.{kind}")
     except pytest.skip.Exception as exc:
         pytest.skip(f"dex_interfaces is not built ({exc})", allow_module_level=True)
-    if not hasattr(action, "ExecuteGrasp"):
-        pytest.skip("dex_interfaces.action is a namespace package, not the built interfaces", allow_module_level=True)
-    return action
+    if not hasattr(module, name):
+        pytest.skip(f"dex_interfaces.{kind} is a namespace package, not the built interfaces", allow_module_level=True)
+    return module

@@ -16,13 +16,10 @@ import pytest
 
 pytestmark = pytest.mark.ros
 
-rclpy = pytest.importorskip("rclpy")
-try:
-    _srv = pytest.importorskip("dex_interfaces.srv")
-except pytest.skip.Exception as _exc:
-    pytest.skip(f"dex_interfaces is not built ({_exc})", allow_module_level=True)
-if not hasattr(_srv, "SegmentObject"):
-    pytest.skip("dex_interfaces.srv is a namespace package, not the built interfaces", allow_module_level=True)
+from conftest import require_built_interfaces  # noqa: E402
+
+require_built_interfaces("srv", "SegmentObject")
+import rclpy  # noqa: E402
 pytest.importorskip("dex_sim.node")
 
 from geometry_msgs.msg import PoseArray  # noqa: E402

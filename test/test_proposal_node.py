@@ -18,13 +18,10 @@ import trimesh
 
 pytestmark = pytest.mark.ros
 
-rclpy = pytest.importorskip("rclpy")
-try:
-    _srv = pytest.importorskip("dex_interfaces.srv")
-except pytest.skip.Exception as _exc:
-    pytest.skip(f"dex_interfaces is not built ({_exc})", allow_module_level=True)
-if not hasattr(_srv, "ProposeGrasps"):
-    pytest.skip("dex_interfaces.srv is a namespace package, not the built interfaces", allow_module_level=True)
+from conftest import require_built_interfaces  # noqa: E402
+
+require_built_interfaces("srv", "ProposeGrasps")
+import rclpy  # noqa: E402
 
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
