@@ -238,7 +238,7 @@ class SimPorts:
                 tk = min(k * dt, t[-1])
                 h = np.array([np.interp(tk, t, hand_q[:, j]) for j in range(hand_q.shape[1])])
                 try:
-                    env.command_hand(env.hand_command_from_joints(h, duration=max(dt, float(t[-1]))))
+                    env.command_hand(env.hand_command_from_joints(h, duration=dt))
                 except CommandRejected as exc:
                     raise StageFailed(f"{stage}: the hand driver rejected a target: {exc.reason}") from exc
             env.step_time(dt)
