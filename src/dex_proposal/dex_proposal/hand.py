@@ -172,6 +172,13 @@ class HandModel:
         self.sphere_protrusion = t(self._sphere_protrusion)
         self.sphere_is_distal = torch.as_tensor(self._sphere_is_distal, device=dev)
         self.self_pairs = torch.as_tensor(self._self_pairs, dtype=torch.long, device=dev)
+        n_s = len(self._sphere_body)
+        mask = np.zeros((n_s, n_s), dtype=bool)
+        if len(self._self_pairs):
+            mask[self._self_pairs[:, 0], self._self_pairs[:, 1]] = True
+        self.self_pair_mask = torch.as_tensor(mask, device=dev)  # (S, S) upper triangle: pairs checked
+        radii = self.kin.spheres.radii
+        self.self_pair_reach = radii[:, None] + radii[None]  # (S, S) [m] touching distance
         self.surface_body = torch.as_tensor(self._surface_np["body"], dtype=torch.long, device=dev)
         self.surface_local = t(self._surface_np["local"])
         self.surface_is_distal = torch.as_tensor(self._surface_np["distal"], device=dev)
@@ -183,6 +190,9 @@ class HandModel:
             lists.append(np.nonzero(body_of == b)[0])
         k = max(len(x) for x in lists)
         self.finger_samples = torch.as_tensor(np.stack([np.resize(x, k) for x in lists]), dtype=torch.long, device=dev)
+        flat = self.finger_samples.reshape(-1)
+        self.finger_sample_body = self.surface_body[flat]  # (m K,) the same samples as attached points
+        self.finger_sample_local = self.surface_local[flat]
         n, f, gc, aperture = self._palm_frame()
         self.palm_normal, self.palm_finger, self.grasp_center = t(n), t(f), t(gc)
         self.aperture = aperture

@@ -297,7 +297,9 @@ class PyramidQP:
         done = 0
         for it in range(1, iters + 1):
             rhs = sigma * x - q + self._AT(rho[..., None] * z - y)
-            xt = (kinv @ rhs[..., None]).squeeze(-1)
+            # kinv is symmetric: rhs @ kinv is one batched product, with no (B, J, n, n) expansion
+            # when every direction shares its factor
+            xt = rhs @ kinv[:, 0] if kinv.shape[1] == 1 else (kinv @ rhs[..., None]).squeeze(-1)
             zt = self._A(xt)
             x = a * xt + (1 - a) * x
             zr = a * zt + (1 - a) * z

@@ -327,8 +327,10 @@ class Synthesizer:
             tips = geo.pads
             sdf_pad, n_pad = obj.query(tips)
         else:  # fine: the nearest part of each fingertip's collision surface (soft minimum)
-            samples = geo.surface[:, hand.finger_samples]  # (B, m, K, 3)
-            s_all = obj.sdf(samples)
+            samples = geo.fk.links.transform(hand.finger_sample_body, hand.finger_sample_local)
+            samples = samples.reshape(batch, *hand.finger_samples.shape, 3)  # (B, m, K, 3)
+            sdf_surf = obj.sdf(geo.surface)
+            s_all = sdf_surf[:, hand.finger_samples]
             w = torch.softmax(-s_all / cfg.softmin_temperature, dim=-1)
             tips = (w[..., None] * samples).sum(-2)
             sdf_pad, n_pad = obj.query(tips)
@@ -352,7 +354,6 @@ class Synthesizer:
             r_eff = radii - torch.where(hand.sphere_is_distal, prot, 0.5 * prot)
             terms["pen"] = _phi(r_eff + margin - sdf_sph).sum(-1)
         else:
-            sdf_surf = obj.sdf(geo.surface)
             r_eff = radii - prot
             non_distal = (~hand.sphere_is_distal).to(t.dtype)
             terms["pen"] = _phi(margin - sdf_surf).sum(-1) + (_phi(r_eff + margin - sdf_sph) * non_distal).sum(-1)
@@ -360,12 +361,14 @@ class Synthesizer:
             terms["table"] = _phi(cfg.table_z + cfg.table_clearance - (centers[..., 2] - radii)).sum(-1)
         else:
             terms["table"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
-        pairs = hand.self_pairs
-        if len(pairs):
-            r_s = radii
-            ca, cb = centers[:, pairs[:, 0]], centers[:, pairs[:, 1]]
-            pen_self = r_s[pairs[:, 0]] + r_s[pairs[:, 1]] - (ca - cb).norm(dim=-1)
-            terms["self"] = _phi(pen_self).sum(-1)
+        if len(hand.self_pairs):
+            # all sphere pairs at once (a Gram matrix, centred for float32), masked to the checked
+            # pairs: cheaper forward and backward than gathering thousands of pairs
+            c0 = centers - centers.mean(1, keepdim=True).detach()
+            sq = c0.square().sum(-1)
+            d2 = sq[:, :, None] + sq[:, None] - 2 * c0 @ c0.transpose(1, 2)
+            pen_self = torch.where(hand.self_pair_mask, hand.self_pair_reach - d2.clamp_min(1e-12).sqrt(), -1.0)
+            terms["self"] = _phi(pen_self).sum((-1, -2))
         else:
             terms["self"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
         extras = {"geo": geo, "sdf_pad": sdf_pad, "sdf_sph": sdf_sph, "tips": tips}
