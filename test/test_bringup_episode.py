@@ -157,3 +157,71 @@ def test_verify_failure_is_reported():
     ports = FakePorts(verify=(False, "no object above the table near the hand"))
     result = GraspEpisode(ports).run(Goal())
     assert not result.success and result.stage_reached == "verify" and "no object" in result.reason
+
+
+class RetryPorts(FakePorts):
+    """FakePorts that can let go; ``verify`` answers and ``plan`` failures come from queues."""
+
+    def __init__(self, verify_answers=(), plan_failures=0, **kw):
+        super().__init__(**kw)
+        self.verify_answers = list(verify_answers)
+        self.plan_failures = plan_failures
+        self.attempts_begun: list[int] = []
+
+    def begin_attempt(self, attempt):
+        self.attempts_begun.append(attempt)
+
+    def plan(self, proposals, perception, goal, timeout, cancel):
+        self.calls.append("plan")
+        if self.plan_failures > 0:
+            self.plan_failures -= 1
+            raise StageFailed("planning: no_feasible_proposal")
+        return {"proposal": proposals[0]}
+
+    def verify(self, perception, plan, height, timeout, cancel):
+        self.calls.append("verify")
+        return self.verify_answers.pop(0) if self.verify_answers else (True, "lifted")
+
+    def release(self, plan, timeout, cancel):
+        self.calls.append("release")
+
+
+def test_a_failed_lift_lets_go_and_tries_again_from_perception():
+    ports = RetryPorts(verify_answers=[(False, "verify: the object is still where it stood (not lifted)")])
+    res = GraspEpisode(ports, replace(default_config(), max_attempts=2)).run(Goal())
+    assert res.success and res.attempts == 2 and res.stage_reached == "done" and "attempt 2/2" in res.reason
+    assert res.failures == ["verify: verify: the object is still where it stood (not lifted)"]
+    motion = ["reach", "preshape", "approach", "squeeze", "lift", "verify"]
+    assert ports.calls == ["perceive", "propose", "plan", *motion, "release", "perceive", "propose", "plan", *motion]
+    assert ports.attempts_begun == [1, 2]
+    names = [k for k, _ in res.timings]
+    assert names[:3] == ["perceive", "propose", "plan"] and "release" in names and "perceive#2" in names and "verify#2" in names
+
+
+def test_attempts_are_bounded_and_the_last_failure_is_reported():
+    bad = (False, "verify: the fingers closed on nothing")
+    ports = RetryPorts(verify_answers=[bad, bad, bad])
+    res = GraspEpisode(ports, replace(default_config(), max_attempts=2)).run(Goal())
+    assert not res.success and res.attempts == 2 and res.stage_reached == "verify"
+    assert ports.calls.count("release") == 1 and ports.calls.count("perceive") == 2
+    # one try only: no release, no second perception
+    ports = RetryPorts(verify_answers=[bad])
+    res = GraspEpisode(ports, replace(default_config(), max_attempts=1)).run(Goal())
+    assert not res.success and res.attempts == 1 and "release" not in ports.calls and ports.calls.count("perceive") == 1
+
+
+def test_a_plan_failure_retries_without_motion_but_a_dead_node_does_not():
+    ports = RetryPorts(plan_failures=1)
+    res = GraspEpisode(ports, replace(default_config(), max_attempts=3)).run(Goal())
+    assert res.success and res.attempts == 2
+    assert "release" not in ports.calls and ports.calls.count("plan") == 2 and ports.stopped == 0
+    ports = RetryPorts(fail={"perceive": NodeUnavailable("dex_perception", "no reply in 5 s")})
+    res = GraspEpisode(ports, replace(default_config(), max_attempts=3)).run(Goal())
+    assert not res.success and res.attempts == 1 and ports.calls == ["perceive"]
+    assert "dex_perception" in res.reason
+
+
+def test_ports_without_release_are_not_retried_after_motion():
+    ports = FakePorts(verify=(False, "verify: dropped"))
+    res = GraspEpisode(ports, replace(default_config(), max_attempts=3)).run(Goal())
+    assert not res.success and res.attempts == 1 and ports.calls.count("perceive") == 1

@@ -71,8 +71,11 @@ class OrchestratorSettings:
             (at the measured joints) are the robot itself.
         verify_hold_s: [s] verify holds the lifted object this long before it looks (a slipping
             grasp shows; within the verify timeout).
+        max_attempts: Tries per goal (:class:`dex_bringup.episode.EpisodeConfig`): after a failed
+            verify the hand opens where it is and the episode starts again from perception with
+            another synthesis seed; after a propose/plan failure it starts again at once.
         timeouts: Stage -> wall-clock limit [s] (``perceive``, ``propose``, ``plan``, ``confirm``,
-            ``reach``, ``preshape``, ``approach``, ``squeeze``, ``lift``, ``verify``).
+            ``reach``, ``preshape``, ``approach``, ``squeeze``, ``lift``, ``verify``, ``release``).
     """
 
     robot: str = "ur5e_leap"
@@ -97,12 +100,13 @@ class OrchestratorSettings:
     table_clearance: float = 0.01
     self_filter_margin: float = 0.03
     verify_hold_s: float = 1.0
+    max_attempts: int = 2
     timeouts: dict[str, float] = field(default_factory=_stage_timeouts)
 
     def episode_config(self) -> EpisodeConfig:
         """The episode's settings (timeouts, lift height, confirmation)."""
         return replace(default_episode_config(), timeouts=dict(self.timeouts), lift_height=self.lift_height,
-                       require_confirm=self.require_confirm)
+                       require_confirm=self.require_confirm, max_attempts=self.max_attempts)
 
     def executor_config(self):
         """:class:`dex_policy.executor.ExecutorConfig` with this speed scale and workspace box."""
@@ -164,7 +168,7 @@ def settings_from_parameters(values: Mapping[str, Any]) -> OrchestratorSettings:
         typed[name] = v
     timeouts = {stage: typed.pop(f"timeout_{stage}_s") for stage in _stage_timeouts()}
     s = OrchestratorSettings(**typed, timeouts=timeouts)
-    positive = ("lift_height", "plan_budget_s", "control_rate_hz", "track_tol", "settle_s", "preshape_tol", "hold_s",
+    positive = ("max_attempts", "lift_height", "plan_budget_s", "control_rate_hz", "track_tol", "settle_s", "preshape_tol", "hold_s",
                 "state_timeout_s", "service_wait_s")
     for name in positive:
         if getattr(s, name) <= 0:

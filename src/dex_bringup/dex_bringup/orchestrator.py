@@ -48,7 +48,7 @@ failing service can stop this node; a bad parameter makes every goal fail with t
 
 Parameters: see :class:`dex_bringup.orchestration.OrchestratorSettings` (``robot``, ``executor``,
 ``prompt``, ``speed_scale``, ``require_confirm``, ``lift_height`` [m], ``workspace_min`` /
-``workspace_max`` [m] (base frame), ``top_k``, ``proposal_seed``, ``plan_budget_s``,
+``workspace_max`` [m] (base frame), ``top_k``, ``proposal_seed``, ``max_attempts``, ``plan_budget_s``,
 ``control_rate_hz``, ``track_tol`` [rad], ``settle_s``, ``preshape_tol`` [rad], ``hold_s``,
 ``state_timeout_s``, ``service_wait_s``, ``scene_wait_s``, ``table_clearance`` [m], ``self_filter_margin`` [m],
 ``timeout_<stage>_s``).
@@ -69,7 +69,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dex_bringup.episode import Cancelled, GraspEpisode, Goal, NodeUnavailable, StageFailed
+from dex_bringup.episode import ATTEMPT_SEED_STRIDE, Cancelled, GraspEpisode, Goal, NodeUnavailable, StageFailed
 from dex_bringup.orchestration import (
     OrchestratorSettings,
     SelfFilter,
@@ -184,6 +184,7 @@ class RosPorts:
 
         self.node = node
         self.s = settings
+        self.attempt = 1  # the episode's current try (begin_attempt)
         self.robot = robot
         self.executor = executor
         cfg = robot.cfg
@@ -373,7 +374,8 @@ class RosPorts:
     def propose(self, perceived: Perceived, goal: Goal, timeout: float, cancel: threading.Event):
         from dex_interfaces.srv import ProposeGrasps
 
-        req = ProposeGrasps.Request(cloud=perceived.cloud, max_proposals=int(self.s.top_k), seed=int(self.s.proposal_seed))
+        seed = int(self.s.proposal_seed) + ATTEMPT_SEED_STRIDE * (self.attempt - 1)  # a later try: other grasps
+        req = ProposeGrasps.Request(cloud=perceived.cloud, max_proposals=int(self.s.top_k), seed=seed)
         res = self._call(PROPOSE_SERVICE, req, timeout, cancel)
         if not res.success or not res.proposals.proposals:
             raise StageFailed(f"no grasp proposals: {res.status}: {res.message}")
@@ -604,6 +606,12 @@ class RosPorts:
     def lift(self, plan: Planned, height: float, timeout: float, cancel: threading.Event) -> None:
         self._stage("lift", plan, timeout, cancel, height)
         plan.lift_end_ns = self._now_ns()
+
+    def release(self, plan: Planned, timeout: float, cancel: threading.Event) -> None:
+        self._stage("release", plan, timeout, cancel)
+
+    def begin_attempt(self, attempt: int) -> None:
+        self.attempt = attempt
 
     def verify(self, perceived: Perceived, plan: Planned, height: float, timeout: float,
                cancel: threading.Event) -> tuple[bool, str]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dex_bringup.episode import (
+    ATTEMPT_SEED_STRIDE,
     EpisodeConfig,
     EpisodeResult,
     GraspEpisode,
@@ -61,6 +62,7 @@ class SimEpisodeConfig:
         verify_hold_s: [s] verify holds the lifted object this long before it looks.
         verify_extra_height: [m] verify's perception workspace reaches this much higher than the
             table scene's (the lifted object is above it).
+        iter_scale: Scale on every synthesis stage's iterations (1 = the proposal defaults).
     """
 
     episode: EpisodeConfig = field(default_factory=default_episode_config)
@@ -82,6 +84,7 @@ class SimEpisodeConfig:
     min_held_points: int = 20
     verify_hold_s: float = 1.0
     verify_extra_height: float = 0.4
+    iter_scale: float = 1.0
 
 
 def default_config() -> SimEpisodeConfig:
@@ -169,8 +172,13 @@ class SimPorts:
         return Perceived(res.points.astype(np.float64), res.normals.astype(np.float64),
                          obstacles, res.points.mean(axis=0).astype(np.float64), stamp, res)
 
+    def begin_attempt(self, attempt: int) -> None:
+        """A later try synthesises from another seed (the first try's grasps did not hold)."""
+        self.attempt = attempt
+
     def propose(self, perceived: Perceived, goal: Goal, timeout: float, cancel: threading.Event):
-        res = self.proposer.propose(perceived.points, perceived.normals, seed=self.seed)
+        seed = self.seed + ATTEMPT_SEED_STRIDE * (getattr(self, "attempt", 1) - 1)
+        res = self.proposer.propose(perceived.points, perceived.normals, seed=seed)
         self.log["proposal"] = {"status": str(res.status.value if hasattr(res.status, "value") else res.status),
                                 "message": res.message, "timings": res.timings, "n": len(res.proposals)}
         if not res.ok:
@@ -194,7 +202,9 @@ class SimPorts:
         p = proposals[sel.index]
         target = GraspTarget(p.pregrasp.world_T_root, p.grasp.world_T_root, p.squeeze.world_T_root,
                              p.pregrasp.joints, p.grasp.joints, p.squeeze.joints)
-        return Planned(p, sel.index, sel, target, time.monotonic() - perceived.depth_stamp)
+        planned = Planned(p, sel.index, sel, target, time.monotonic() - perceived.depth_stamp)
+        self.log.setdefault("first_trajectory_s", planned.first_trajectory_s)  # the first try's
+        return planned
 
     def confirm(self, plan: Planned, timeout: float, cancel: threading.Event) -> bool:
         return True  # the simulation needs no operator
@@ -292,6 +302,9 @@ class SimPorts:
     def lift(self, plan, height, timeout, cancel):
         self._stage("lift", plan, timeout, cancel, height)
 
+    def release(self, plan, timeout, cancel):
+        self._stage("release", plan, timeout, cancel)
+
     def verify(self, perceived: Perceived, plan: Planned, height: float, timeout: float,
                cancel: threading.Event) -> tuple[bool, str]:
         """Without ground truth, as on the real robot, on one frame taken after the lift: (1)
@@ -376,7 +389,9 @@ def make_proposer(robot, cfg: SimEpisodeConfig):
     from dex_proposal.api import default_config as proposal_config
 
     pc = proposal_config()
-    pc = replace(pc, synthesis=replace(pc.synthesis, n_candidates=cfg.n_candidates, table_z=0.0), top_k=cfg.top_k)
+    stages = tuple(replace(st, iters=max(1, round(st.iters * cfg.iter_scale))) for st in pc.synthesis.stages)
+    pc = replace(pc, synthesis=replace(pc.synthesis, n_candidates=cfg.n_candidates, table_z=0.0, stages=stages),
+                 top_k=cfg.top_k)
     return Proposer(robot, pc)
 
 
@@ -429,6 +444,7 @@ def run_episode(env, seed: int, cfg: SimEpisodeConfig | None = None, goal: Goal 
     cfg = cfg or default_config()
     ports = ports or SimPorts(env, cfg, seed)
     ports.seed = seed
+    ports.attempt = 1
     ports.frames, ports.log = {}, {}
     heights0 = {n: float(T[2, 3]) for n, T in env.object_poses().items()}
     result = GraspEpisode(ports, cfg.episode, feedback).run(goal or Goal())

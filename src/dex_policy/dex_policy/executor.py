@@ -68,6 +68,7 @@ class ExecutorConfig:
         lift_lean: [m] horizontal offsets toward the arm's base tried in turn (per metre of lift)
             when a straight lift cannot be followed.
         lift_min_fraction: Shortest lift tried, as a fraction of the requested height.
+        release_duration: [s] opening the hand after a failed lift (before another attempt).
     """
 
     speed_scale: float = 0.5
@@ -83,6 +84,7 @@ class ExecutorConfig:
     ik_iters: int = 20
     lift_lean: tuple[float, ...] = (0.0, 0.4, 0.8, 1.0)
     lift_min_fraction: float = 0.7
+    release_duration: float = 0.8
 
 
 def default_config() -> ExecutorConfig:
@@ -164,6 +166,11 @@ class GraspExecutor(ABC):
 
     @abstractmethod
     def lift(self, ctx: ExecutionContext) -> Iterator[MotionSegment]: ...
+
+    @abstractmethod
+    def release(self, ctx: ExecutionContext) -> Iterator[MotionSegment]:
+        """After a failed lift (the arm is up, clear of the table): let go, so that the episode can
+        try again from perception."""
 
 
 # ---------------------------------------------------------------------------------------------- maths
@@ -387,6 +394,13 @@ class OpenLoopExecutor(GraspExecutor):
                 return
         assert first is not None
         raise first
+
+
+    def release(self, ctx: ExecutionContext) -> Iterator[MotionSegment]:
+        """Open the hand to the pre-grasp shape with the arm held where it is (``release_duration``)."""
+        arm_q, hand_q = ctx.state()
+        yield self._timed("release", None, arm_q, np.asarray(hand_q, float), np.asarray(ctx.target.pregrasp_q, float),
+                          self.cfg.release_duration)
 
 
 def make_executor(name: str, robot: Robot, planner, cfg: ExecutorConfig | None = None) -> GraspExecutor:
