@@ -44,13 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         summaries.append(summarise(robot, r))
     meta = {"command": "dexgrasp demo " + " ".join(argv or []), "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": f"{os.cpu_count()} CPUs", "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-            "object_set": args.objects, "num_objects": 1, "n_candidates": cfg.n_candidates, "executor": "open_loop"}
+            "object_set": args.objects, "num_objects": 1, "n_candidates": cfg.n_candidates, "executor": "open_loop",
+            "attempts": cfg.episode.max_attempts, "iter_scale": cfg.iter_scale}
     text = markdown(summaries, meta, rows).replace("# End-to-end benchmark", "# dexgrasp demo", 1)
     report = out / "report.md"
     report.write_text(text)
     (out / "summary.json").write_text(json.dumps({"meta": meta, "summaries": summaries}, indent=1))
     total = sum(s["success"] for s in summaries)
     n = sum(s["episodes"] for s in summaries)
-    print("\n".join(f"{s['robot']}: {s['success']}/{s['episodes']} lifted" for s in summaries))
+    print("\n".join(f"{s['robot']}: {s['success']}/{s['episodes']} lifted ({s['first_attempt_success']} at the first attempt)"
+                    for s in summaries))
     print(f"demo finished in {time.perf_counter() - t0:.0f} s: {total}/{n} episodes lifted their object; report: {report}")
     return 0

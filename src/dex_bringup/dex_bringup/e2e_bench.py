@@ -32,6 +32,7 @@ import numpy as np
 
 def _reason_key(stage: str, reason: str) -> str:
     """Short failure category: the stage and the reason's first one or two ``:``-separated words."""
+    reason = reason.split(" (attempt ")[0]  # the last try's reason, without the earlier ones
     parts = [p.strip() for p in reason.split(":")]
     head = parts[0] if len(parts) < 3 else f"{parts[0]}: {parts[1]}"
     return f"{stage} / {head[:60]}"

@@ -397,10 +397,14 @@ class OpenLoopExecutor(GraspExecutor):
 
 
     def release(self, ctx: ExecutionContext) -> Iterator[MotionSegment]:
-        """Open the hand to the pre-grasp shape with the arm held where it is (``release_duration``)."""
+        """Open the hand to its ``open`` named pose (the pre-grasp shape if it has none) with the arm
+        held where it is (``release_duration``). Fully open rather than back to the pre-grasp
+        shape: a squeeze can leave fingers hooked over each other (Shadow's little finger under the
+        ring finger), and the next reach pre-shapes from the same pose as the first did."""
         arm_q, hand_q = ctx.state()
-        yield self._timed("release", None, arm_q, np.asarray(hand_q, float), np.asarray(ctx.target.pregrasp_q, float),
-                          self.cfg.release_duration)
+        poses = self.robot.cfg.hand.named_poses
+        target = np.asarray(poses["open"] if "open" in poses else ctx.target.pregrasp_q, float)
+        yield self._timed("release", None, arm_q, np.asarray(hand_q, float), target, self.cfg.release_duration)
 
 
 def make_executor(name: str, robot: Robot, planner, cfg: ExecutorConfig | None = None) -> GraspExecutor:
