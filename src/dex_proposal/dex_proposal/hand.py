@@ -121,33 +121,28 @@ class HandModel:
 
     # ------------------------------------------------------------------------------------------
     def _make_self_pairs(self, model) -> np.ndarray:
-        """Sphere pairs checked for self-penetration: spheres of different, non-adjacent links. Pairs
-        that already overlap at the open or pre-shape pose (neighbouring fingers side by side: the
-        spheres are conservative) are checked against that overlap instead: they may not overlap
-        more than at rest (+1 mm), so that fingers cannot be pushed into each other (measured: a
-        Shadow pre-grasp with the little and ring fingers spread into each other, which MuJoCo
-        refused, when such pairs were not checked at all). Sets ``self._self_pair_slack`` (P,) [m]."""
+        """Sphere pairs checked for self-penetration: different, non-adjacent links that do not
+        already overlap at the open or pre-shape pose (structurally close parts, e.g. neighbouring
+        knuckles, as in cuRobo's self-collision ignore lists)."""
         parent = self.kin.tree.parent
         sb = self._sphere_body
         s = len(sb)
         kin = HandKinematics(self.robot, "cpu", torch.float64)
-        overlap = np.full((s, s), -np.inf)
+        overl = np.zeros((s, s), bool)
         for pose in ("open", "pre_shape"):
             q = torch.as_tensor(self.cfg.named_poses[pose], dtype=torch.float64)[None]
             fk = kin.forward(q)
             c = fk.sphere_centers[0].numpy()
             r = fk.sphere_radii.numpy()
             d = np.linalg.norm(c[:, None] - c[None], axis=-1)
-            overlap = np.maximum(overlap, (r[:, None] + r[None]) - d)
-        pairs, slack = [], []
+            overl |= d < (r[:, None] + r[None]) + 1e-3
+        pairs = []
         for i in range(s):
             for j in range(i + 1, s):
                 bi, bj = sb[i], sb[j]
-                if bi == bj or parent[bi] == bj or parent[bj] == bi:
+                if bi == bj or parent[bi] == bj or parent[bj] == bi or overl[i, j]:
                     continue
                 pairs.append((i, j))
-                slack.append(max(float(overlap[i, j]) + 1e-3, 0.0) if overlap[i, j] > -1e-3 else 0.0)
-        self._self_pair_slack = np.array(slack, dtype=np.float64)
         return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
     def _make_surface(self, model, spacing: float, cap: int, seed: int) -> dict:
@@ -183,11 +178,7 @@ class HandModel:
             mask[self._self_pairs[:, 0], self._self_pairs[:, 1]] = True
         self.self_pair_mask = torch.as_tensor(mask, device=dev)  # (S, S) upper triangle: pairs checked
         radii = self.kin.spheres.radii
-        self.self_pair_slack = t(self._self_pair_slack)  # (P,) [m] overlap allowed (as at rest)
-        reach = np.zeros((n_s, n_s))
-        if len(self._self_pairs):
-            reach[self._self_pairs[:, 0], self._self_pairs[:, 1]] = -self._self_pair_slack
-        self.self_pair_reach = radii[:, None] + radii[None] + t(reach)  # (S, S) [m] closest allowed distance
+        self.self_pair_reach = radii[:, None] + radii[None]  # (S, S) [m] touching distance
         self.surface_body = torch.as_tensor(self._surface_np["body"], dtype=torch.long, device=dev)
         self.surface_local = t(self._surface_np["local"])
         self.surface_is_distal = torch.as_tensor(self._surface_np["distal"], device=dev)
