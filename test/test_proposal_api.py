@@ -108,3 +108,61 @@ def test_partial_view_cloud_is_completed(proposer):
     result = proposer.propose(pts[vis], nrm[vis], seed=1)
     assert result.info["partial"] and result.info["completed"]
     assert result.status in (Status.OK, Status.NO_VALID_GRASP)
+
+
+def test_self_contact_checker_finds_fingers_pushed_into_the_palm_and_ignores_rest_contacts():
+    """Shadow's joints at random combinations of their limits: some configurations put links into each
+    other (in the e2e runs: the little-finger knuckle into the palm when it cups, which the sphere
+    term cannot see), others do not; the named poses are clean (resting contacts are ignored)."""
+    from dex_description.compose import load_robot
+    from dex_proposal.hand import SelfContactChecker
+
+    robot = load_robot("ur10e_shadow", check=False)
+    check = SelfContactChecker(robot)
+    names = list(robot.cfg.hand.joints)
+    open_q = np.asarray(robot.cfg.hand.named_poses["open"], float)
+    assert check(np.stack([open_q, np.asarray(robot.cfg.hand.named_poses["pre_shape"], float)])) == ["", ""]
+    m = robot.hand_model
+    lo, hi = (np.array([m.jnt_range[m.joint(j).id][k] for j in names]) for k in (0, 1))
+    # every joint at one of its limits, many combinations: some must collide
+    rng = np.random.default_rng(0)
+    q = np.where(rng.random((64, len(names))) < 0.5, lo, hi)
+    hits = check(q)
+    assert any(hits) and not all(hits)
+    assert all("-" in h for h in hits if h)
+
+
+def test_proposals_in_self_contact_are_rejected(monkeypatch):
+    """With the MuJoCo check reporting a collision for every configuration, nothing survives (and the
+    reason says why); with the check off, the same cloud gives proposals."""
+    from dex_proposal import hand as hand_mod
+
+    pts, nrm = _cylinder()
+    monkeypatch.setattr(hand_mod.SelfContactChecker, "__call__", lambda self, q: ["rh_a-rh_b"] * len(np.atleast_2d(q)))
+    proposer = Proposer("ur5e_leap", _fast_cfg())
+    res = proposer.propose(pts, nrm, seed=0)
+    assert res.status is Status.NO_VALID_GRASP and "self-contact" in res.message
+    res = Proposer("ur5e_leap", _fast_cfg(check_self_contact=False)).propose(pts, nrm, seed=0)
+    assert res.status is Status.OK
+
+
+def test_self_contact_path_check_sees_collisions_between_clean_ends():
+    """A straight joint path can pass through self-contact although both ends are clean (the simulated
+    Shadow hand got stuck that way): ``path`` finds such paths; the open -> pre-shape path is clean."""
+    from dex_description.compose import load_robot
+    from dex_proposal.hand import SelfContactChecker
+
+    robot = load_robot("ur10e_shadow", check=False)
+    check = SelfContactChecker(robot)
+    poses = robot.cfg.hand.named_poses
+    open_q, pre = np.asarray(poses["open"], float), np.asarray(poses["pre_shape"], float)
+    assert check.path(open_q, pre[None]) == [""]
+    m = robot.hand_model
+    names = list(robot.cfg.hand.joints)
+    lo, hi = (np.array([m.jnt_range[m.joint(j).id][k] for j in names]) for k in (0, 1))
+    rng = np.random.default_rng(1)
+    q = lo + (hi - lo) * rng.random((120, len(names)))
+    ends = check(q)
+    paths = check.path(open_q, q)
+    assert all(p for e, p in zip(ends, paths) if e)  # a colliding end makes its path collide
+    assert any(p and not e for e, p in zip(ends, paths))  # and some clean ends have colliding paths

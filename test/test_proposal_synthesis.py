@@ -128,7 +128,7 @@ def test_hand_model_limits_and_coupling(hand):
 
 def test_self_penetration_term_sums_exactly_the_checked_pairs(hand, cylinder_surface):
     """The self term is evaluated on all sphere pairs at once and masked; it must equal the sum over
-    ``hand.self_pairs`` of ``phi(r_a + r_b - |c_a - c_b|)``, here at poses with fingers folded into
+    ``hand.self_pairs`` of ``phi(r_a + r_b - slack_ab - |c_a - c_b|)``, here at poses with fingers folded into
     each other (random in-limit values, many of which self-collide)."""
     from dex_proposal.synthesis import _phi
 
@@ -140,9 +140,27 @@ def test_self_penetration_term_sums_exactly_the_checked_pairs(hand, cylinder_sur
     c = ex["geo"].fk.sphere_centers
     r = hand.sphere_radii
     a, b = hand.self_pairs[:, 0], hand.self_pairs[:, 1]
-    want = _phi(r[a] + r[b] - (c[:, a] - c[:, b]).norm(dim=-1)).sum(-1)
+    want = _phi(r[a] + r[b] - hand.self_pair_slack - (c[:, a] - c[:, b]).norm(dim=-1)).sum(-1)
     assert float(want.max()) > 0  # some of these poses do self-collide
     torch.testing.assert_close(terms["self"], want, rtol=1e-9, atol=1e-9)
+
+
+def test_fingers_at_rest_are_free_of_self_penetration_but_pushed_together_are_not(hand, cylinder_surface):
+    """Pairs of neighbouring fingers that touch at rest are checked against their rest overlap: the
+    open and pre-shape poses cost nothing; spreading abduction joints past their limits' middle
+    toward each other (a finger into its neighbour) costs something for at least one pose."""
+    syn = Synthesizer(hand, replace(default_config(), dtype="float64"))
+    T0, _ = syn.initial_poses(cylinder_surface, 1, torch.Generator().manual_seed(0))
+    T = T0.expand(2, 4, 4)
+    u = torch.stack([hand.named_u["open"], hand.named_u["pre_shape"]]).double()
+    terms, _, _ = syn.energies(cylinder_surface, T[:, :3, 3], matrix_to_rot6d(T[:, :3, :3]), u, "coarse", 0.01, None)
+    assert float(terms["self"].abs().max()) == 0.0
+    assert int((hand.self_pair_slack > 0).sum()) > 5  # some neighbours do touch at rest and are checked
+    g = torch.Generator().manual_seed(1)
+    u = hand.u_lower + (hand.u_upper - hand.u_lower) * torch.rand(64, hand.n_act, generator=g, dtype=torch.float64)
+    T = T0.expand(64, 4, 4)
+    terms, _, _ = syn.energies(cylinder_surface, T[:, :3, 3], matrix_to_rot6d(T[:, :3, :3]), u, "coarse", 0.01, None)
+    assert float(terms["self"].max()) > 0
 
 
 def test_energy_gradient_matches_finite_differences(hand, cylinder_surface):

@@ -42,7 +42,7 @@ import torch
 
 from dex_description.compose import Robot, load_robot
 
-from dex_proposal.hand import HandModel
+from dex_proposal.hand import HandModel, SelfContactChecker
 from dex_proposal.surface import SurfaceConfig, build_surface
 from dex_proposal.synthesis import SynthesisConfig, Synthesizer, rank
 from dex_proposal.synthesis import default_config as default_synthesis
@@ -77,6 +77,10 @@ class ProposalConfig:
         check_reach: Whether to apply ``max_reach`` (False for the floating-hand benchmark).
         min_extent: [m] objects smaller than this in every direction -> ``too_small``.
         span_margin: The object's smallest width must be below ``span * span_margin``.
+        check_self_contact: Reject candidates whose hand collides with itself in MuJoCo on the straight
+            joint path from the open hand to the pre-grasp shape, or at the grasp
+            (:class:`dex_proposal.hand.SelfContactChecker`; the optimiser's sphere term misses some
+            link pairs).
     """
 
     synthesis: SynthesisConfig = field(default_factory=default_synthesis)
@@ -87,6 +91,7 @@ class ProposalConfig:
     check_reach: bool = True
     min_extent: float = 0.01
     span_margin: float = 1.0
+    check_self_contact: bool = True
 
 
 def default_config() -> ProposalConfig:
@@ -200,6 +205,26 @@ class Proposer:
         # root -> farthest fingertip distance at the open pose: how far beyond the flange the hand reaches
         fk = self.hand.kin.forward(self.hand.joints(self.hand.named_u["open"][None]), None)
         self.hand_length = float(fk.contact_points[0].norm(dim=-1).max().cpu())
+        self._self_contact: SelfContactChecker | None = None  # built on first use (compiles nothing new)
+
+    def _reject_self_contacts(self, cands) -> None:
+        """Mark candidates invalid (in place) whose hand is in self-contact in MuJoCo on the way from the
+        open hand to the pre-grasp shape (the planner's pre-shape: a straight joint-space path; the
+        simulated hand got stuck on such paths with its little-finger knuckle in the palm) or at
+        the grasp."""
+        if self._self_contact is None:
+            self._self_contact = SelfContactChecker(self.robot)
+        split = self.hand.kin._split.detach().cpu().double().numpy()
+        pre, grasp = cands.pregrasp_u.numpy() @ split.T, cands.grasp_u.numpy() @ split.T
+        open_q = np.asarray(self.robot.cfg.hand.named_poses.get("open", np.zeros(pre.shape[1])), float)
+        checks = (("pre-shape from the open hand", self._self_contact.path(open_q, pre)),
+                  ("grasp", self._self_contact(grasp)))
+        for name, hits in checks:
+            for i, hit in enumerate(hits):
+                if hit and "self-contact" not in cands.reasons[i]:
+                    why = f"self-contact at the {name} ({hit})"
+                    cands.reasons[i] = f"{cands.reasons[i]}; {why}" if cands.reasons[i] else why
+                    cands.valid[i] = False
 
     def propose(self, points, normals, seed: int = 0, top_k: int | None = None, progress=None) -> ProposalResult:
         """Proposals for one object cloud (see module doc). ``points``/``normals`` (N, 3)."""
@@ -241,6 +266,10 @@ class Proposer:
                                   f"{self.span * 100:.1f} cm", timings, info)
         cands = self.synthesizer.run(surf, seed=seed, progress=progress)
         timings.update({f"opt_{k}": v for k, v in cands.timings.items()})
+        if cfg.check_self_contact:
+            t2 = time.perf_counter()
+            self._reject_self_contacts(cands)
+            timings["self_contact"] = time.perf_counter() - t2
         order = rank(cands, top_k or cfg.top_k)
         if cfg.check_reach:
             wrist = cands.pregrasp_T[:, :3, 3].numpy() - np.asarray(self.robot.cfg.world_T_base.pos)

@@ -121,28 +121,43 @@ class HandModel:
 
     # ------------------------------------------------------------------------------------------
     def _make_self_pairs(self, model) -> np.ndarray:
-        """Sphere pairs checked for self-penetration: different, non-adjacent links that do not
-        already overlap at the open or pre-shape pose (structurally close parts, e.g. neighbouring
-        knuckles, as in cuRobo's self-collision ignore lists)."""
+        """Sphere pairs checked for self-penetration: spheres of different, non-adjacent links. Pairs
+        that already overlap at the open or pre-shape pose (neighbouring fingers side by side: the
+        spheres are conservative) are checked against that overlap instead: they may not overlap
+        more than at rest (+1 mm), so that fingers cannot be pushed into each other (measured: a
+        Shadow pre-grasp with the little and ring fingers spread into each other, which MuJoCo
+        refused, when such pairs were not checked at all). Sets ``self._self_pair_slack`` (P,) [m]."""
         parent = self.kin.tree.parent
         sb = self._sphere_body
         s = len(sb)
         kin = HandKinematics(self.robot, "cpu", torch.float64)
-        overl = np.zeros((s, s), bool)
+        overlap = np.full((s, s), -np.inf)
+        rest = np.full((s, s), np.inf)  # closest centre distance at rest [m]
+        r = None
         for pose in ("open", "pre_shape"):
             q = torch.as_tensor(self.cfg.named_poses[pose], dtype=torch.float64)[None]
             fk = kin.forward(q)
             c = fk.sphere_centers[0].numpy()
             r = fk.sphere_radii.numpy()
             d = np.linalg.norm(c[:, None] - c[None], axis=-1)
-            overl |= d < (r[:, None] + r[None]) + 1e-3
-        pairs = []
+            overlap = np.maximum(overlap, (r[:, None] + r[None]) - d)
+            rest = np.minimum(rest, d)
+        inner = r - self._sphere_protrusion  # spheres shrunk by their protrusion: inside the link
+        pairs, slack = [], []
         for i in range(s):
             for j in range(i + 1, s):
                 bi, bj = sb[i], sb[j]
-                if bi == bj or parent[bi] == bj or parent[bj] == bi or overl[i, j]:
+                if bi == bj or parent[bi] == bj or parent[bj] == bi:
                     continue
                 pairs.append((i, j))
+                if overlap[i, j] <= -1e-3:
+                    slack.append(0.0)
+                    continue
+                # touching at rest: no closer than at rest (- 1 mm), and, where that bound is loose,
+                # no closer than the shrunk spheres touch (their overlap means the links interpenetrate)
+                allowed = max(r[i] + r[j] - overlap[i, j] - 1e-3, min(inner[i] + inner[j], rest[i, j] - 1e-3))
+                slack.append(max(float(r[i] + r[j] - allowed), 0.0))
+        self._self_pair_slack = np.array(slack, dtype=np.float64)
         return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
     def _make_surface(self, model, spacing: float, cap: int, seed: int) -> dict:
@@ -178,7 +193,11 @@ class HandModel:
             mask[self._self_pairs[:, 0], self._self_pairs[:, 1]] = True
         self.self_pair_mask = torch.as_tensor(mask, device=dev)  # (S, S) upper triangle: pairs checked
         radii = self.kin.spheres.radii
-        self.self_pair_reach = radii[:, None] + radii[None]  # (S, S) [m] touching distance
+        self.self_pair_slack = t(self._self_pair_slack)  # (P,) [m] overlap allowed (as at rest)
+        reach = np.zeros((n_s, n_s))
+        if len(self._self_pairs):
+            reach[self._self_pairs[:, 0], self._self_pairs[:, 1]] = -self._self_pair_slack
+        self.self_pair_reach = radii[:, None] + radii[None] + t(reach)  # (S, S) [m] closest allowed distance
         self.surface_body = torch.as_tensor(self._surface_np["body"], dtype=torch.long, device=dev)
         self.surface_local = t(self._surface_np["local"])
         self.surface_is_distal = torch.as_tensor(self._surface_np["distal"], device=dev)
@@ -297,6 +316,80 @@ class HandModel:
             return float(d.max())
         t = pads[:, thumb[0]]
         return float((pads - t[:, None]).norm(dim=-1).max())
+
+
+class SelfContactChecker:
+    """Exact self-collision of hand configurations, by MuJoCo on the hand's own model (the geometry
+    the simulator and the real hand's collision model use), for the final candidates: the sphere
+    term of the optimiser is conservative for most pairs but cannot see every pair (a link without
+    spheres, e.g. Shadow's little-finger knuckle against the palm when the finger cups).
+
+    Args:
+        robot: The robot whose ``hand_model`` is checked (a copy with ``clearance`` of geom margin,
+            so that near misses are measured too).
+        depth: [m] at a configuration, a pair counts when it penetrates deeper than this.
+        clearance: [m] on a path, a pair counts when it comes closer than this (the simulated hand
+            does not follow a straight joint path exactly: a knuckle that grazes the palm on the
+            nominal path stuck on it).
+
+    A body pair that is already that close at the ``open`` or ``pre_shape`` named pose (neighbouring
+    fingers side by side) counts only when it comes 0.5 mm closer than there.
+    """
+
+    def __init__(self, robot: Robot, depth: float = 0.0005, clearance: float = 0.001):
+        import copy
+
+        import mujoco
+
+        self._mj = mujoco
+        self.model = copy.deepcopy(robot.hand_model)
+        self.model.geom_margin[:] = np.maximum(self.model.geom_margin, clearance + 0.002)
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self.depth, self.clearance = float(depth), float(clearance)
+        self.joints = tuple(robot.cfg.hand.joints)
+        self._adr = np.array([m.jnt_qposadr[m.joint(j).id] for j in self.joints])
+        self._resting: dict[tuple[str, str], float] = {}
+        for pose in ("open", "pre_shape"):
+            if pose in robot.cfg.hand.named_poses:
+                for k, v in self.distances(np.asarray(robot.cfg.hand.named_poses[pose], float)).items():
+                    self._resting[k] = min(v, self._resting.get(k, np.inf))
+
+    def distances(self, q: np.ndarray) -> dict[tuple[str, str], float]:
+        """Body-name pair -> signed distance [m] (< 0: penetration) for every pair of the hand that
+        comes within the model's margin, at hand joints ``q`` (n,) [rad]."""
+        mj, m, d = self._mj, self.model, self.data
+        d.qpos[:] = m.qpos0
+        d.qpos[self._adr] = q
+        mj.mj_forward(m, d)
+        out: dict[tuple[str, str], float] = {}
+        for c in d.contact[: d.ncon]:
+            a = mj.mj_id2name(m, mj.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[c.geom1])) or "?"
+            b = mj.mj_id2name(m, mj.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[c.geom2])) or "?"
+            key = (min(a, b), max(a, b))
+            out[key] = min(float(c.dist), out.get(key, np.inf))
+        return out
+
+    def _hits(self, q: np.ndarray, limit: float) -> str:
+        bad = sorted(k for k, v in self.distances(q).items() if v < min(limit, self._resting.get(k, np.inf) - 0.0005))
+        return ", ".join(f"{a}-{b}" for a, b in bad[:3])
+
+    def __call__(self, q: np.ndarray) -> list[str]:
+        """Per configuration of ``q`` (B, n): '' or the body pairs penetrating deeper than ``depth``."""
+        return [self._hits(row, -self.depth) for row in np.atleast_2d(q)]
+
+    def path(self, q_from: np.ndarray, q_to: np.ndarray, steps: int = 8) -> list[str]:
+        """For the straight joint-space paths ``q_from (n,) -> q_to (B, n)`` (``steps`` samples each,
+        the start excluded): '' or the pairs of the first sample closer than ``clearance``."""
+        out = []
+        for row in np.atleast_2d(q_to):
+            hit = ""
+            for s in np.linspace(0.0, 1.0, steps + 1)[1:]:
+                hit = self._hits(q_from + s * (row - q_from), self.clearance)
+                if hit:
+                    break
+            out.append(hit)
+        return out
 
 
 def matching(names, patterns) -> list[str]:

@@ -24,8 +24,9 @@ distance margin, 1 cm for the pre-grasp, 0 for the grasp):
   - fine stages: collision-surface samples, ``x = delta - sdf(sample)``, plus the non-fingertip
     spheres shrunk by their full protrusion;
 * ``table``: ``phi(table_z + clearance - (z_s - r_s))`` over spheres (the plane ``z = table_z``);
-* ``self``: ``phi(r_a + r_b - |c_a - c_b|)`` over non-adjacent sphere pairs (full radii: conservative;
-  pairs that already overlap at the open or pre-shape pose are excluded);
+* ``self``: ``phi(r_a + r_b - s_ab - |c_a - c_b|)`` over sphere pairs of non-adjacent links (full radii:
+  conservative; ``s_ab`` is the overlap of pairs that already overlap at the open or pre-shape pose,
+  + 1 mm, else 0: neighbouring fingers may touch as at rest, not more);
 * joint limits: projection of ``u`` onto the actuated limits after every step (exact, no weight).
 
 Stages (BODex's coarse-to-fine with pre-grasp): ``coarse`` (spheres, delta = 1 cm), ``fine``
@@ -468,7 +469,7 @@ class Synthesizer:
             pairs = hand.self_pairs
             if len(pairs):
                 r_s = radii - hand.sphere_protrusion
-                pen_self = (r_s[pairs[:, 0]] + r_s[pairs[:, 1]]
+                pen_self = (r_s[pairs[:, 0]] + r_s[pairs[:, 1]] - hand.self_pair_slack
                             - (centers[:, pairs[:, 0]] - centers[:, pairs[:, 1]]).norm(dim=-1)).clamp_min(0).amax(-1)
             else:
                 pen_self = torch.zeros_like(penetration)
