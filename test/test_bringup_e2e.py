@@ -232,13 +232,19 @@ def test_an_episode_succeeds(stack):
         attempts.append((seed, code, res))
         assert res, f"seed {seed}: no JSON result (exit {code}):\n{err[-3000:]}\n{graph.tail()}"
         # every outcome is well formed: a known stage, a reason, timings of stages that ran
-        assert res["stage_reached"] in STAGES and res["reason"], res
-        assert all(s in STAGES for s, _ in res["timings"]) and all(d >= 0 for _, d in res["timings"]), res
+        # (a second attempt, after a grasp that did not lift, adds "release" and "<stage>#2" timings)
+        known = set(STAGES) | {"release"}
+        assert res["stage_reached"] in known and res["reason"], res
+        assert all(s.split("#")[0] in known for s, _ in res["timings"]) and all(d >= 0 for _, d in res["timings"]), res
         if res["success"]:
             assert code == 0 and res["status"] == "SUCCEEDED" and res["stage_reached"] == "done", res
             assert "held" in res["reason"] and res["proposal_id"], res
-            assert res["feedback_stages"] == list(STAGES), res  # feedback for every stage, in order
-            assert [s for s, _ in res["timings"]] == list(STAGES[:-1]), res
+            # feedback for every stage, in order, for the attempt that succeeded
+            assert res["feedback_stages"][-len(STAGES):] == list(STAGES), res
+            assert set(res["feedback_stages"]) <= known, res
+            last = max(int(s.split("#")[1]) if "#" in s else 1 for s, _ in res["timings"])
+            tail = [s.split("#")[0] for s, _ in res["timings"] if (s.endswith(f"#{last}") if last > 1 else "#" not in s)]
+            assert tail[-len(STAGES) + 1:] == list(STAGES[:-1]), res
             stack["success_seed"] = seed
             break
         assert code == 1 and res["status"] == "ABORTED", res

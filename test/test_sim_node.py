@@ -270,3 +270,31 @@ def test_shadow_node_hand_trajectory(tmp_path):
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0, _output(proc)
+
+
+def test_a_failed_publish_does_not_kill_the_node(monkeypatch):
+    """DDS can refuse a publish under load ("cannot publish data"; seen once in a full test run, and
+    the sim node died of it): the physics tick logs it and goes on."""
+    from dex_sim.node import SimNode
+
+    ctx_owned = not rclpy.ok()
+    if ctx_owned:
+        rclpy.init(args=["--ros-args", "-p", "camera_enabled:=false"])
+    node = SimNode()
+    try:
+        def refuse(msg):
+            raise RuntimeError("Failed to publish: cannot publish data")
+
+        monkeypatch.setattr(node.pub_js, "publish", refuse)
+        t0 = node.env.time
+        for _ in range(5):
+            node._next_js = 0.0  # due now
+            time.sleep(0.01)
+            node._tick()  # must not raise
+        assert node._publish_failures >= 5
+        assert node.env.time > t0  # the physics kept stepping
+    finally:
+        node._stop.set()
+        node.destroy_node()
+        if ctx_owned:
+            rclpy.shutdown()

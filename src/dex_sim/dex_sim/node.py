@@ -148,6 +148,7 @@ class SimNode(Node):
         self._behind_warned = False
         self.create_timer(0.004, self._tick)  # physics catches up to the wall clock in 4 ms slices
         self._stop = threading.Event()
+        self._publish_failures = 0
         self._camera_thread = None
         if p["camera_enabled"] and p["camera_rate_hz"] > 0:
             self._camera_thread = threading.Thread(target=self._camera_loop, name="dex_sim_camera", daemon=True)
@@ -178,12 +179,20 @@ class SimNode(Node):
             if steps > 0:
                 self.env.step(steps)
             now = time.monotonic()
-            if now >= self._next_js:
-                self._next_js = max(self._next_js + 1.0 / p["joint_states_rate_hz"], now)
-                self._publish_joint_states()
-            if now >= self._next_gt and p["ground_truth_rate_hz"] > 0:
-                self._next_gt = max(self._next_gt + 1.0 / p["ground_truth_rate_hz"], now)
-                self._publish_ground_truth()
+            try:
+                if now >= self._next_js:
+                    self._next_js = max(self._next_js + 1.0 / p["joint_states_rate_hz"], now)
+                    self._publish_joint_states()
+                if now >= self._next_gt and p["ground_truth_rate_hz"] > 0:
+                    self._next_gt = max(self._next_gt + 1.0 / p["ground_truth_rate_hz"], now)
+                    self._publish_ground_truth()
+            except Exception as exc:  # noqa: BLE001 - a failed publish (DDS under load) must not kill the node
+                if not rclpy.ok():
+                    return
+                self._publish_failures += 1
+                if self._publish_failures in (1, 10, 100) or self._publish_failures % 1000 == 0:
+                    self.get_logger().warning(f"publish failed ({self._publish_failures} so far): "
+                                              f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ publishing
 
