@@ -131,9 +131,7 @@ class HandModel:
         sb = self._sphere_body
         s = len(sb)
         kin = HandKinematics(self.robot, "cpu", torch.float64)
-        overlap = np.full((s, s), -np.inf)
-        rest = np.full((s, s), np.inf)  # closest centre distance at rest [m]
-        r = None
+        overlap = np.full((s, s), -np.inf)  # r_a + r_b - distance at rest [m] (> 0: overlapping)
         for pose in ("open", "pre_shape"):
             q = torch.as_tensor(self.cfg.named_poses[pose], dtype=torch.float64)[None]
             fk = kin.forward(q)
@@ -141,8 +139,6 @@ class HandModel:
             r = fk.sphere_radii.numpy()
             d = np.linalg.norm(c[:, None] - c[None], axis=-1)
             overlap = np.maximum(overlap, (r[:, None] + r[None]) - d)
-            rest = np.minimum(rest, d)
-        inner = r - self._sphere_protrusion  # spheres shrunk by their protrusion: inside the link
         pairs, slack = [], []
         for i in range(s):
             for j in range(i + 1, s):
@@ -150,13 +146,8 @@ class HandModel:
                 if bi == bj or parent[bi] == bj or parent[bj] == bi:
                     continue
                 pairs.append((i, j))
-                if overlap[i, j] <= -1e-3:
-                    slack.append(0.0)
-                    continue
-                # touching at rest: no closer than at rest (- 1 mm), and, where that bound is loose,
-                # no closer than the shrunk spheres touch (their overlap means the links interpenetrate)
-                allowed = max(r[i] + r[j] - overlap[i, j] - 1e-3, min(inner[i] + inner[j], rest[i, j] - 1e-3))
-                slack.append(max(float(r[i] + r[j] - allowed), 0.0))
+                # touching at rest (within 1 mm): may come no closer than at rest - 1 mm
+                slack.append(float(overlap[i, j]) + 1e-3 if overlap[i, j] > -1e-3 else 0.0)
         self._self_pair_slack = np.array(slack, dtype=np.float64)
         return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
