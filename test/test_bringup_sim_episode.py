@@ -178,3 +178,27 @@ def test_a_trajectory_hand_gets_one_trajectory_that_starts_where_its_controller_
     env.command_hand(delayed)  # accepted by the driver's velocity check
     with pytest.raises(CommandRejected):
         env.hand_trajectory_from_joints(t[:1], q[:1])
+
+
+def test_a_later_attempt_synthesises_from_another_seed(ports):
+    from dex_bringup.episode import attempt_seed
+
+    seeds = []
+
+    class Recorder:
+        def propose(self, points, normals, seed):
+            seeds.append(seed)
+            raise RuntimeError("stop here")
+
+    saved = ports.proposer
+    ports.proposer = Recorder()
+    try:
+        per = Perceived(np.zeros((60, 3)), np.tile([0.0, 0.0, 1.0], (60, 1)), np.zeros((0, 3)), np.zeros(3), 0.0)
+        for k in (1, 2):
+            ports.begin_attempt(k)
+            with pytest.raises(RuntimeError):
+                ports.propose(per, Goal(), 5.0, threading.Event())
+    finally:
+        ports.proposer = saved
+        ports.begin_attempt(1)
+    assert seeds == [ports.seed, attempt_seed(ports.seed, 2)] and seeds[0] != seeds[1]

@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 STAGES = ("perceive", "propose", "plan", "reach", "preshape", "approach", "squeeze", "lift", "verify", "done")
-ATTEMPT_SEED_STRIDE = 7919  # grasp-synthesis seed step between the tries of one episode (ports use it)
+ATTEMPT_SEED_STRIDE = 7919  # grasp-synthesis seed step between the tries of one episode
 MOTION_STAGES = ("reach", "preshape", "approach", "squeeze", "lift", "release")
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The grasp-synthesis seed of try ``attempt`` (1-based) of an episode whose first try uses
+    ``seed``: a later try must not repeat the grasps that did not hold. (A negative ``seed``, "the
+    proposal node's default", stays that for the first try only.)"""
+    return int(seed) + ATTEMPT_SEED_STRIDE * (int(attempt) - 1)
 
 
 class EpisodeError(Exception):

@@ -69,7 +69,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dex_bringup.episode import ATTEMPT_SEED_STRIDE, Cancelled, GraspEpisode, Goal, NodeUnavailable, StageFailed
+from dex_bringup.episode import Cancelled, GraspEpisode, Goal, NodeUnavailable, StageFailed, attempt_seed
 from dex_bringup.orchestration import (
     OrchestratorSettings,
     SelfFilter,
@@ -374,8 +374,8 @@ class RosPorts:
     def propose(self, perceived: Perceived, goal: Goal, timeout: float, cancel: threading.Event):
         from dex_interfaces.srv import ProposeGrasps
 
-        seed = int(self.s.proposal_seed) + ATTEMPT_SEED_STRIDE * (self.attempt - 1)  # a later try: other grasps
-        req = ProposeGrasps.Request(cloud=perceived.cloud, max_proposals=int(self.s.top_k), seed=seed)
+        req = ProposeGrasps.Request(cloud=perceived.cloud, max_proposals=int(self.s.top_k),
+                                    seed=attempt_seed(self.s.proposal_seed, self.attempt))
         res = self._call(PROPOSE_SERVICE, req, timeout, cancel)
         if not res.success or not res.proposals.proposals:
             raise StageFailed(f"no grasp proposals: {res.status}: {res.message}")

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from dex_bringup.episode import (
-    ATTEMPT_SEED_STRIDE,
     EpisodeConfig,
     EpisodeResult,
     GraspEpisode,
     Goal,
     StageFailed,
+    attempt_seed,
 )
 from dex_bringup.episode import default_config as default_episode_config
 
@@ -145,6 +145,8 @@ class SimPorts:
         self.self_filter = SelfFilter(self.robot, self.cfg.self_filter_margin)
         self.frames: dict[str, np.ndarray] = {}  # images for reports: stage -> RGB
         self.log: dict[str, Any] = {}
+        self.attempt = 1  # the episode's current try (begin_attempt)
+        self._verify_perception = None  # built on first verify
 
     # -------------------------------------------------------------- perception, proposals, planning
     def _observe(self, prompt: str):
@@ -177,8 +179,7 @@ class SimPorts:
         self.attempt = attempt
 
     def propose(self, perceived: Perceived, goal: Goal, timeout: float, cancel: threading.Event):
-        seed = self.seed + ATTEMPT_SEED_STRIDE * (getattr(self, "attempt", 1) - 1)
-        res = self.proposer.propose(perceived.points, perceived.normals, seed=seed)
+        res = self.proposer.propose(perceived.points, perceived.normals, seed=attempt_seed(self.seed, self.attempt))
         self.log["proposal"] = {"status": str(res.status.value if hasattr(res.status, "value") else res.status),
                                 "message": res.message, "timings": res.timings, "n": len(res.proposals)}
         if not res.ok:
@@ -356,7 +357,7 @@ class SimPorts:
     def verify_perception(self):
         """Perception with its workspace box raised by ``verify_extra_height`` [m]: a lifted object
         is above the box that crops the table scene."""
-        if getattr(self, "_verify_perception", None) is None:
+        if self._verify_perception is None:
             from dex_perception.pipeline import Perception
 
             cfg = self.perception.config

@@ -205,7 +205,7 @@ class Proposer:
         # root -> farthest fingertip distance at the open pose: how far beyond the flange the hand reaches
         fk = self.hand.kin.forward(self.hand.joints(self.hand.named_u["open"][None]), None)
         self.hand_length = float(fk.contact_points[0].norm(dim=-1).max().cpu())
-        self._self_contact: SelfContactChecker | None = None  # built on first use (compiles nothing new)
+        self._self_contact: SelfContactChecker | None = None  # built on first use (copies the hand model)
 
     def _reject_self_contacts(self, cands) -> None:
         """Mark candidates invalid (in place) whose hand is in self-contact in MuJoCo on the way from the
