@@ -41,8 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def start_node(tmp: Path):
-    args = ["-p", "robot:=ur5e_leap", "-p", "n_candidates:=8", "-p", "iter_scale:=0.5", "-p", "top_k:=3",
+def start_node(tmp: Path, iter_scale: float = 0.5):
+    args = ["-p", "robot:=ur5e_leap", "-p", "n_candidates:=8", "-p", f"iter_scale:={iter_scale}", "-p", "top_k:=3",
             "-p", "auto_propose:=true"]
     log = tmp / "node.log"
     with open(log, "wb") as out:
@@ -166,3 +166,31 @@ def test_node_statuses_survives_bad_messages_and_proposes(tmp_path):
             assert proc.poll() is None
         finally:
             c.close()
+
+
+def test_sigint_during_a_synthesis_stops_it_and_exits_cleanly(tmp_path):
+    """Shutting down while the auto-propose thread is synthesising: the synthesis is abandoned at its
+    next progress check and the process exits 0 (a daemon thread left inside torch or MuJoCo at
+    interpreter exit once aborted the node, exit -6, in a graph shutdown test)."""
+    import signal
+
+    with start_node(tmp_path, iter_scale=20.0) as (proc, log):  # a synthesis of minutes
+        c = Client()
+        try:
+            deadline = time.monotonic() + TIMEOUT_S
+            while "dex_proposal ready" not in log.read_text():
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "node did not come up"
+                time.sleep(0.2)
+            pts, nrm = _cylinder()
+            c.pub.publish(_cloud(pts, nrm))
+            c.spin(2.0)  # the auto-propose thread is now inside the synthesis
+        finally:
+            c.close()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)  # far less than the synthesis would take
+        text = log.read_text()
+        assert code == 0, text[-3000:]
+        assert "synthesis abandoned" in text, text[-3000:]  # stopped, not killed with the interpreter
+        assert "Traceback" not in text and "proposal failed" not in text, text[-3000:]
+        assert not any(len(a.proposals) for a in c.arrays)  # it did not run to the end

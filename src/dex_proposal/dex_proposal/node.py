@@ -28,6 +28,10 @@ import threading
 import traceback
 
 
+class _Stopping(Exception):
+    """Raised from the synthesis progress callback when the node shuts down."""
+
+
 def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -132,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             response.proposals = array
             return response
 
+        def _check_stop(self, *_) -> None:
+            """Synthesis progress callback (every 50 iterations): abandon the work on shutdown."""
+            if self.stop.is_set():
+                raise _Stopping()
+
         # -------------------------------------------------------------- work
         def run(self, msg: PointCloud2, seed: int, top_k: int) -> tuple[str, str, GraspProposalArray]:
             header = Header()
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     return status, message, empty
                 points, normals = conv.cloud_from_msg(msg)
                 with self.lock:
-                    result = self.proposer.propose(points, normals, seed=seed, top_k=top_k)
+                    result = self.proposer.propose(points, normals, seed=seed, top_k=top_k, progress=self._check_stop)
                 array = conv.proposal_array_msg(header, result, self.hand_name, self.wrist_frame, self.joint_names)
                 text = f"{result.status.value}: {result.message} ({result.timings.get('total', 0.0):.1f} s)"
                 if result.ok:
@@ -160,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             except ProposalError as exc:
                 self.get_logger().error(f"bad cloud: {exc}")
                 return "bad_cloud", str(exc), empty
+            except _Stopping:
+                self.get_logger().info("synthesis abandoned: the node is shutting down")
+                return "shutting_down", "the node is shutting down", empty
             except Exception as exc:  # never die on a message
                 self.get_logger().error(f"proposal failed: {exc}\n{traceback.format_exc()}")
                 return "internal_error", f"{type(exc).__name__}: {exc}", empty
@@ -175,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         if node is not None:
+            # stop the synthesis thread before the interpreter goes: a daemon thread still inside
+            # torch or MuJoCo at exit aborted the process (exit -6) in a graph shutdown test
             node.stop.set()
+            node.worker.join(timeout=5.0)
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
