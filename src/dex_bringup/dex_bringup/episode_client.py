@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 
 CONFIRM_SERVICE = "/dex/confirm_motion"
 ACTION = "/dex/execute_grasp"
@@ -41,9 +42,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-objects", type=int, default=0, help="objects for --reset-seed (<= 0: the sim's default)")
     p.add_argument("--confirm", action="store_true", help="answer the orchestrator's confirmation request here (y/N)")
     p.add_argument("--wait-server", type=float, default=30.0, help="wait this long for the orchestrator [s]")
+    p.add_argument("--wait-answer", type=float, default=30.0,
+                   help="wait this long for the orchestrator to accept the goal [s]")
     p.add_argument("--timeout", type=float, default=600.0, help="cancel the goal after this long [s]")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     return p
+
+
+def adopt_goal(client, goal_id):
+    """A goal handle for a goal that ``client`` sent as ``goal_id`` and the server accepted (its
+    feedback arrives) but whose accept answer never reached us.
+
+    With Fast DDS a service answer is dropped when the server has not yet matched the client's
+    answer reader (discovery still running, e.g. on a loaded machine); the goal runs all the
+    same. The result is asked for by id (``get_result_async``), which works on any accepted goal.
+    """
+    from rclpy.action.client import ClientGoalHandle
+
+    answer = client._action_type.Impl.SendGoalService.Response(accepted=True)
+    return ClientGoalHandle(client, goal_id, answer)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.signals import SignalHandlerOptions
+
+    from unique_identifier_msgs.msg import UUID
 
     from dex_interfaces.action import ExecuteGrasp
 
@@ -118,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait(res, 10.0)
 
         def on_feedback(msg) -> None:
+            feedback_seen.set()
             fb = msg.feedback
             if not stages or stages[-1] != fb.stage:
                 stages.append(fb.stage)
@@ -128,11 +148,18 @@ def main(argv: list[str] | None = None) -> int:
 
         goal = ExecuteGrasp.Goal(object_id=args.object_id, target_prompt=args.prompt, proposal_policy=args.policy,
                                  dry_run=args.dry_run, lift_height=args.lift_height)
-        sent = client.send_goal_async(goal, feedback_callback=on_feedback)
-        if not wait(sent, 30.0):
+        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+        feedback_seen = threading.Event()
+        sent = client.send_goal_async(goal, feedback_callback=on_feedback, goal_uuid=goal_id)
+        if wait(sent, args.wait_answer):
+            handle = sent.result()
+        elif feedback_seen.is_set():
+            handle = adopt_goal(client, goal_id)
+            say("warning: the orchestrator's answer to the goal was lost (DDS under load), but it is running the "
+                "goal: following it by its id")
+        else:
             say("error: the goal was not answered")
             return 2
-        handle = sent.result()
         if not handle.accepted:
             say("error: the goal was rejected (another episode is running?)")
             return 2

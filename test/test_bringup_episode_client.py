@@ -1,0 +1,105 @@
+"""``dexgrasp episode`` (dex_bringup.episode_client) when the orchestrator's answer to the goal is lost.
+
+With Fast DDS, a service answer sent before the server has matched the client's answer reader is
+dropped (rmw_fastrtps waits 100 ms for the match, then gives up); on a loaded machine the goal
+then runs while the client hears nothing but its feedback. CI once failed that way. The client
+follows such a goal by its id. Here a fake ExecuteGrasp server in this process runs the goal,
+and the client's goal future is replaced by one that never completes, which is what a lost
+answer looks like from the client.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.ros
+
+from conftest import require_built_interfaces  # noqa: E402
+
+require_built_interfaces()
+import rclpy  # noqa: E402
+from rclpy.action import ActionServer  # noqa: E402
+from rclpy.action.client import ActionClient  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
+from rclpy.task import Future  # noqa: E402
+
+from dex_bringup import episode_client  # noqa: E402
+from dex_interfaces.action import ExecuteGrasp  # noqa: E402
+
+
+class FakeOrchestrator:
+    """An ExecuteGrasp server that sends ``feedback_count`` feedback messages ``period`` [s] apart
+    after waiting ``delay`` [s], then aborts the goal at ``plan`` with a recognisable reason."""
+
+    def __init__(self, delay: float = 0.0, feedback_count: int = 3, period: float = 0.3):
+        self.delay, self.feedback_count, self.period = delay, feedback_count, period
+        self.goals = 0
+        self.context = Context()
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = Node("fake_orchestrator", context=self.context)
+        self.server = ActionServer(self.node, ExecuteGrasp, episode_client.ACTION, self._execute)
+        self.executor = MultiThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _execute(self, handle):
+        self.goals += 1
+        time.sleep(self.delay)
+        for k in range(self.feedback_count):
+            handle.publish_feedback(ExecuteGrasp.Feedback(stage="plan", progress=k / 10.0, message=f"step {k}"))
+            time.sleep(self.period)
+        handle.abort()
+        return ExecuteGrasp.Result(success=False, stage_reached="plan", reason="fake: nothing reachable")
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5.0)
+
+
+@pytest.fixture
+def lose_goal_answers(monkeypatch):
+    """The client's goal request goes out; its answer never arrives."""
+    send = ActionClient.send_goal_async
+
+    def send_and_lose(self, *args, **kwargs):
+        send(self, *args, **kwargs)
+        return Future()
+
+    monkeypatch.setattr(ActionClient, "send_goal_async", send_and_lose)
+    monkeypatch.setattr(episode_client.signal, "signal", lambda *_a: None)  # keep pytest's handlers
+
+
+def test_a_running_goal_whose_answer_was_lost_is_followed_to_its_result(lose_goal_answers, capsys):
+    server = FakeOrchestrator(feedback_count=12, period=0.25)
+    try:
+        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.5"])
+    finally:
+        server.close()
+    out = capsys.readouterr()
+    assert server.goals == 1
+    assert code == 1, out  # an episode that failed, not a client error (2)
+    assert "answer to the goal was lost" in out.err
+    res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
+    assert res["status"] == "ABORTED" and res["stage_reached"] == "plan"
+    assert res["reason"] == "fake: nothing reachable" and res["feedback_stages"] == ["plan"]
+
+
+def test_a_goal_with_no_answer_and_no_feedback_is_an_error(lose_goal_answers, capsys):
+    server = FakeOrchestrator(delay=4.0, feedback_count=1)
+    try:
+        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.0"])
+    finally:
+        server.close()
+    out = capsys.readouterr()
+    assert code == 2, out
+    assert "the goal was not answered" in out.err and not out.out.strip()
