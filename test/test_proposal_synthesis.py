@@ -69,6 +69,41 @@ def test_free_space_carving_keeps_the_space_the_camera_saw_empty_outside():
     assert full[:, 2].min() > 0.0 - 0.003  # observed points carry 1 mm noise; mirrored ones are cut at 0
 
 
+def test_a_tall_object_seen_from_above_is_completed_down_to_the_table():
+    """A 20 cm bottle-like cylinder seen from 22 deg off vertical (the sim camera's angle): the mirror
+    plane perpendicular to the view closes it a few cm under its top; extruding the silhouette to
+    the table puts the hidden lower walls back, with outward horizontal normals, and nothing in the
+    space the camera saw empty."""
+    from dataclasses import replace as _replace
+
+    from dex_proposal.surface import extrude_to_table
+
+    m = trimesh.creation.cylinder(radius=0.03, height=0.2)
+    m.apply_translation([0.0, 0.6, 0.1])
+    pts, nrm = _cloud(m, 6000)
+    view = np.array([0.0, -np.sin(np.radians(22)), np.cos(np.radians(22))])
+    vis = nrm @ view > 0.05
+    p, n = pts[vis], nrm[vis]
+    wall = pts[~vis & (pts[:, 2] > 0.01) & (pts[:, 2] < 0.12)]  # the hidden lower walls
+    err = {}
+    for extrude in (True, False):
+        surf = build_surface(p, n, _replace(SurfaceConfig(), extrude=extrude), table_z=0.0, dtype=torch.float64)
+        assert surf.partial and surf.completed and ("extruded_points" in surf.info) == extrude
+        err[extrude] = np.abs(surf.sdf(torch.as_tensor(wall)).numpy())
+    assert np.median(err[False]) > 0.01, np.median(err[False])  # the failure: lower walls missing
+    assert np.median(err[True]) < 0.003 and np.percentile(err[True], 90) < 0.006, err[True]
+    full, full_n, _ = mirror_complete(p, n, table_z=0.0)
+    out, out_n, added = extrude_to_table(full, full_n, 0.0, p, view)
+    assert added > 100 and np.array_equal(out[: len(full)], full)
+    new, new_n = out[len(full):], out_n[len(full):]
+    assert new[:, 2].min() > 0.0 and np.allclose(new_n[:, 2], 0.0) and np.allclose(np.linalg.norm(new_n, axis=1), 1.0)
+    radial = new[:, :2] - [0.0, 0.6]
+    radial /= np.linalg.norm(radial, axis=1, keepdims=True)
+    assert np.mean((radial * new_n[:, :2]).sum(1) > 0.5) > 0.9  # normals point out of the object
+    # nothing is added in front of what the camera saw: a point 2 cm in front of the seen wall
+    assert not np.any((np.abs(new[:, 0]) < 0.01) & (new[:, 1] < 0.6 - 0.05))
+
+
 @pytest.fixture(scope="module", params=ROBOTS)
 def hand(request):
     return HandModel(request.param, dtype=torch.float64)

@@ -25,6 +25,18 @@ up to 10 cm above a 2.5 cm block). Every grid voxel in front of the observed sur
 direction (a z-buffer of the observed points, orthographic along the estimated view) is outside:
 its signed distance is made positive.
 
+Table support (``SurfaceConfig.extrude``, partial clouds on a table): a camera above the table sees
+an object's top and near side; what lies under them, down to the table, is hidden, and the mirror
+plane (perpendicular to the view, half a lateral extent behind the front) closes a tall object far
+above the table (a 20 cm bottle seen from 22 deg off vertical became a 6 cm one). Objects stand on
+the table, so the completed silhouette (seen from above) is extended straight down to it: walls of
+points with horizontal outward normals under the boundary cells of the completed cloud's top-view
+raster, kept where no cloud point is near and where the camera did not see free space. Measured on
+the 20 ``builtin/test`` scenes of the end-to-end benchmark (ur5e_leap camera, seeds 1000-1019;
+one-off script comparing with the true meshes): true-surface samples' mean ``|sdf|`` 4.3 -> 2.4 mm,
+p90 12.1 -> 6.3 mm, within 5 mm 72 -> 86 %; every object improved (bottle 13.3 -> 6.7 mm, box
+7.0 -> 1.5 mm); without any completion 8.4 mm.
+
 Frames: everything is in the cloud's frame (the robot base frame, z up, table top at ``table_z``).
 """
 
@@ -54,6 +66,8 @@ class SurfaceConfig:
         completion: ``mirror`` or ``none`` for partial clouds.
         carve: Make every voxel that the camera saw as free space (in front of the observed surface
             along the view) outside (see module doc); partial clouds only.
+        extrude: Extend a completed partial cloud's silhouette down to the table (see module doc);
+            needs ``table_z``.
     """
 
     max_points: int = 3000
@@ -65,6 +79,7 @@ class SurfaceConfig:
     partial_threshold: float = 0.3
     completion: str = "mirror"
     carve: bool = True
+    extrude: bool = True
 
 
 def voxel_downsample(points: np.ndarray, normals: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +146,58 @@ def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | No
     out_p = np.concatenate([points, mirrored[keep]])
     out_n = np.concatenate([normals, mnormals[keep]])
     return out_p, out_n, {"view_dir": s, "plane_offset": float(plane - front)}
+
+
+def extrude_to_table(points: np.ndarray, normals: np.ndarray, table_z: float, observed: np.ndarray,
+                     view_dir: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Walls from the boundary of ``points``' top-view silhouette straight down to the table.
+
+    The silhouette is a raster of cells of 1.5 cloud spacings in x/y; a boundary cell (an occupied
+    cell with an empty 4-neighbour) gets a column of points every spacing from the table up to
+    one spacing below its lowest point, with the horizontal outward normal of its empty neighbours.
+    Column points within 1.5 spacings of a cloud point, or where the camera saw free space (in
+    front of ``observed`` along ``view_dir``, see :func:`free_space`), are dropped.
+
+    Args:
+        points, normals: (N, 3) the completed cloud [m] and its unit normals.
+        table_z: Table height [m] (z up).
+        observed: (M, 3) the observed (not completed) points [m]; view_dir: (3,) unit, toward the camera.
+
+    Returns:
+        ``(points, normals, added)`` with the original points first.
+    """
+    spacing = max(mean_spacing(points), 2e-3)
+    cell = 1.5 * spacing
+    lo = points[:, :2].min(0) - 2 * cell
+    ij = np.floor((points[:, :2] - lo) / cell).astype(int)
+    shape = tuple(ij.max(0) + 3)
+    zmin = np.full(shape, np.inf)
+    np.minimum.at(zmin, (ij[:, 0], ij[:, 1]), points[:, 2])
+    occ = np.isfinite(zmin)
+    out = np.zeros(shape + (2,))
+    for axis, step in ((0, 1), (0, -1), (1, 1), (1, -1)):  # sum of the directions to empty neighbours
+        empty = ~np.roll(occ, -step, axis=axis)
+        out[..., axis] += step * (occ & empty)
+    a, b = np.nonzero(np.linalg.norm(out, axis=-1) > 0)
+    if len(a) == 0:
+        return points, normals, 0
+    nrm2 = out[a, b] / np.linalg.norm(out[a, b], axis=-1, keepdims=True)
+    xy = lo + (np.stack([a, b], 1) + 0.5) * cell
+    top = zmin[a, b] - spacing
+    n_max = int(max(np.ceil((top.max() - table_z) / spacing), 0))
+    if n_max == 0:
+        return points, normals, 0
+    z = table_z + (np.arange(n_max) + 0.5) * spacing  # (K,)
+    use = z[None, :] < top[:, None]  # (C, K)
+    c_idx, k_idx = np.nonzero(use)
+    q = np.column_stack([xy[c_idx], z[k_idx]])
+    qn = np.column_stack([nrm2[c_idx], np.zeros(len(c_idx))])
+    if len(q) == 0:
+        return points, normals, 0
+    d, _ = cKDTree(points).query(q)
+    keep = d > 1.5 * spacing
+    keep &= ~free_space(observed, view_dir, q, max(mean_spacing(observed), 1e-3))
+    return np.concatenate([points, q[keep]]), np.concatenate([normals, qn[keep]]), int(keep.sum())
 
 
 @dataclass
@@ -278,6 +345,9 @@ def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | 
         points, normals, minfo = mirror_complete(points, normals, table_z)
         info.update(minfo)
         completed = True
+        if cfg.extrude and table_z is not None:
+            points, normals, added = extrude_to_table(points, normals, table_z, observed, minfo["view_dir"])
+            info["extruded_points"] = added
     spacing = mean_spacing(points)
     h = float(np.clip(1.5 * spacing, 0.002, 0.01))
     lo = points.min(0) - cfg.pad
