@@ -37,7 +37,7 @@ from dex_planning.interface import (
     STATUS_TIMEOUT,
     ProposalTarget,
 )
-from dex_planning.planner import hand_pre_shaping, make_target, quat_to_matrix
+from dex_planning.planner import START_LIMIT_TOL, hand_pre_shaping, make_target, quat_to_matrix
 from dex_planning.scene import Box, PlanningScene, default_scene, table_box
 from dex_planning.timing import TrapezoidSegment, limit_ratios, parameterize, sample_times, spline_path
 from dex_planning.verify import MujocoChecker, fd_limit_ratios
@@ -417,6 +417,16 @@ def test_invalid_start_states(robot, planner):
     res = planner.select(out, open_q, [target], scene)
     assert res.status == STATUS_INVALID and "elbow_joint" in res.message
     assert planner.select(planner.home, open_q[:3], [target], scene).status == STATUS_INVALID
+    # a measured joint a little past its stop (pressed against it) is clipped onto it; farther is refused
+    lo = planner.hand_lower
+    j = int(np.argmax(lo == 0.0)) if np.any(lo == 0.0) else 0
+    pressed = np.clip(open_q, planner.hand_lower, planner.hand_upper).copy()
+    pressed[j] = lo[j] - 0.5 * START_LIMIT_TOL
+    q, h = planner.check_start(planner.home, pressed)
+    assert h[j] == lo[j] and np.array_equal(q, planner.home)
+    pressed[j] = lo[j] - 2 * START_LIMIT_TOL
+    res = planner.select(planner.home, pressed, [target], scene)
+    assert res.status == STATUS_INVALID and "outside its limits" in res.message and planner.hand_joints[j] in res.message
     # start inside an obstacle
     hand_pos = (planner.flange_pose(planner.home) @ robot.cfg.flange_T_root.matrix())[:3, 3]
     blocked = default_scene(boxes=(Box.axis_aligned("on_hand", hand_pos, (0.1, 0.1, 0.1)),))

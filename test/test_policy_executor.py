@@ -203,3 +203,24 @@ def test_hand_targets_a_hair_outside_the_limits_are_clipped_far_ones_refused(set
     ctx = ExecutionContext(replace(ctx.target, squeeze_q=far), ctx.state)
     with pytest.raises(UnsafeMotion):
         list(ex.squeeze(ctx))
+
+
+def test_a_measured_finger_pressed_past_its_stop_starts_the_segment_from_the_stop(setup):
+    """The e2e benchmark met Shadow's thumb read 0.020 rad past its stop (the object pushed it) at the
+    start of the squeeze, and the segment was refused. A measured start up to START_SLACK past a stop
+    starts from the stop; a start farther out is still refused."""
+    from dex_policy.executor import START_SLACK
+
+    robot, planner, ex = setup
+    q0 = planner.home.copy()
+    tgt = _target(robot, ex, q0)
+    pressed = tgt.grasp_q.copy()
+    pressed[11] = ex.hand_upper[11] + 0.03
+    assert 0.03 < START_SLACK
+    ctx = ExecutionContext(replace(tgt, grasp_T=tgt.pregrasp_T, squeeze_T=tgt.pregrasp_T), lambda: (q0, pressed))
+    (seg,) = list(ex.squeeze(ctx))
+    assert seg.hand_q[0, 11] == ex.hand_upper[11] and np.all(seg.hand_q[:, 11] <= ex.hand_upper[11] + 1e-12)
+    broken = pressed.copy()
+    broken[11] = ex.hand_upper[11] + START_SLACK + 0.05
+    with pytest.raises(UnsafeMotion):
+        list(ex.squeeze(ExecutionContext(ctx.target, lambda: (q0, broken))))
