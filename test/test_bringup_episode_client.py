@@ -5,7 +5,7 @@ dropped (rmw_fastrtps waits 100 ms for the match, then gives up); on a loaded ma
 then runs while the client hears nothing but its feedback. CI once failed that way. The client
 follows such a goal by its id. Here a fake ExecuteGrasp server in this process runs the goal,
 and the client's goal future is replaced by one that never completes, which is what a lost
-answer looks like from the client.
+answer looks like from the client; a lost request is one never sent.
 """
 
 from __future__ import annotations
@@ -88,18 +88,64 @@ def test_a_running_goal_whose_answer_was_lost_is_followed_to_its_result(lose_goa
     out = capsys.readouterr()
     assert server.goals == 1
     assert code == 1, out  # an episode that failed, not a client error (2)
-    assert "answer to the goal was lost" in out.err
+    assert "no answer to the goal within 1.5 s but its feedback arrives: following it by its id" in out.err
     res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
     assert res["status"] == "ABORTED" and res["stage_reached"] == "plan"
     assert res["reason"] == "fake: nothing reachable" and res["feedback_stages"] == ["plan"]
 
 
-def test_a_goal_with_no_answer_and_no_feedback_is_an_error(lose_goal_answers, capsys):
-    server = FakeOrchestrator(delay=4.0, feedback_count=1)
+def test_a_goal_with_no_answer_and_no_feedback_yet_is_followed_by_its_id(lose_goal_answers, capsys):
+    """The answer and the first feedback are both lost (they come before discovery completes): the
+    client asks for the result by the goal's id, which the orchestrator answers when the goal ends."""
+    server = FakeOrchestrator(delay=3.0, feedback_count=1)
     try:
         code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.0"])
     finally:
         server.close()
     out = capsys.readouterr()
-    assert code == 2, out
+    assert server.goals == 1 and code == 1, out
+    assert "no answer to the goal within 1 s: following it by its id" in out.err
+    res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
+    assert res["status"] == "ABORTED" and res["reason"] == "fake: nothing reachable"
+
+
+@pytest.fixture
+def lose_goal_requests(monkeypatch):
+    """The first ``lost[0]`` goal requests never reach the server (nor does any answer)."""
+    send = ActionClient.send_goal_async
+    lost = [1]
+
+    def maybe_send(self, *args, **kwargs):
+        if lost[0] > 0:
+            lost[0] -= 1
+            return Future()
+        return send(self, *args, **kwargs)
+
+    monkeypatch.setattr(ActionClient, "send_goal_async", maybe_send)
+    monkeypatch.setattr(episode_client.signal, "signal", lambda *_a: None)
+    return lost
+
+
+def test_a_lost_goal_request_is_sent_again(lose_goal_requests, capsys):
+    server = FakeOrchestrator(feedback_count=2, period=0.1)
+    try:
+        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.0"])
+    finally:
+        server.close()
+    out = capsys.readouterr()
+    assert server.goals == 1 and code == 1, out  # the second request ran, once
+    assert "does not know the goal (the request was lost); sending it again" in out.err
+    res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
+    assert res["status"] == "ABORTED" and res["stage_reached"] == "plan"
+
+
+def test_a_goal_never_received_is_an_error(lose_goal_requests, capsys):
+    lose_goal_requests[0] = 2
+    server = FakeOrchestrator()
+    try:
+        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.0"])
+    finally:
+        server.close()
+    out = capsys.readouterr()
+    assert server.goals == 0 and code == 2, out
     assert "the goal was not answered" in out.err and not out.out.strip()

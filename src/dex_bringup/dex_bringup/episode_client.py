@@ -55,7 +55,8 @@ def adopt_goal(client, goal_id):
 
     With Fast DDS a service answer is dropped when the server has not yet matched the client's
     answer reader (discovery still running, e.g. on a loaded machine); the goal runs all the
-    same. The result is asked for by id (``get_result_async``), which works on any accepted goal.
+    same. The result is asked for by id (``get_result_async``): an accepted goal answers when it
+    ends; a goal the server never received answers at once with status UNKNOWN.
     """
     from rclpy.action.client import ClientGoalHandle
 
@@ -148,34 +149,44 @@ def main(argv: list[str] | None = None) -> int:
 
         goal = ExecuteGrasp.Goal(object_id=args.object_id, target_prompt=args.prompt, proposal_policy=args.policy,
                                  dry_run=args.dry_run, lift_height=args.lift_height)
-        goal_id = UUID(uuid=list(uuid.uuid4().bytes))
         feedback_seen = threading.Event()
-        sent = client.send_goal_async(goal, feedback_callback=on_feedback, goal_uuid=goal_id)
-        if wait(sent, args.wait_answer):
-            handle = sent.result()
-        elif feedback_seen.is_set():
-            handle = adopt_goal(client, goal_id)
-            say("warning: the orchestrator's answer to the goal was lost (DDS under load), but it is running the "
-                "goal: following it by its id")
+        for send in range(1, 3):  # a goal request lost on the way is sent once more
+            goal_id = UUID(uuid=list(uuid.uuid4().bytes))
+            sent = client.send_goal_async(goal, feedback_callback=on_feedback, goal_uuid=goal_id)
+            adopted = not wait(sent, args.wait_answer)
+            if adopted:
+                # the answer did not come: lost (see adopt_goal), or the request was. Ask for the goal's
+                # result by its id: a goal the orchestrator runs answers when it ends, one it never
+                # got answers at once with status UNKNOWN
+                handle = adopt_goal(client, goal_id)
+                say(f"warning: no answer to the goal within {args.wait_answer:g} s"
+                    + (" but its feedback arrives" if feedback_seen.is_set() else "")
+                    + ": following it by its id (DDS lost a message under load?)")
+            else:
+                handle = sent.result()
+            if not handle.accepted:
+                say("error: the goal was rejected (another episode is running?)")
+                return 2
+            result_future = handle.get_result_async()
+            deadline = time.monotonic() + args.timeout
+            cancelled = False
+            while not result_future.done():
+                if (interrupted.is_set() or time.monotonic() > deadline) and not cancelled:
+                    say("cancelling the goal ...")
+                    handle.cancel_goal_async()
+                    cancelled = True
+                    deadline = time.monotonic() + 30.0
+                elif cancelled and time.monotonic() > deadline:
+                    say("error: no result after the cancel")
+                    return 2
+                time.sleep(0.05)
+            if not (adopted and result_future.result().status == GoalStatus.STATUS_UNKNOWN):
+                break
+            say("warning: the orchestrator does not know the goal (the request was lost)"
+                + ("; sending it again" if send < 2 else ""))
         else:
             say("error: the goal was not answered")
             return 2
-        if not handle.accepted:
-            say("error: the goal was rejected (another episode is running?)")
-            return 2
-        result_future = handle.get_result_async()
-        deadline = time.monotonic() + args.timeout
-        cancelled = False
-        while not result_future.done():
-            if (interrupted.is_set() or time.monotonic() > deadline) and not cancelled:
-                say("cancelling the goal ...")
-                handle.cancel_goal_async()
-                cancelled = True
-                deadline = time.monotonic() + 30.0
-            elif cancelled and time.monotonic() > deadline:
-                say("error: no result after the cancel")
-                return 2
-            time.sleep(0.05)
         wrapped = result_future.result()
         res, status = wrapped.result, status_names.get(wrapped.status, str(wrapped.status))
         if args.json:
