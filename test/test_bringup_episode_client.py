@@ -66,6 +66,15 @@ class FakeOrchestrator:
         self.thread.join(timeout=5.0)
 
 
+def _client(server: FakeOrchestrator, capsys, wait_answer: str) -> tuple[int, object]:
+    """Run ``dexgrasp episode --json`` against ``server`` (closed after); ``(exit code, captured)``."""
+    try:
+        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", wait_answer])
+    finally:
+        server.close()
+    return code, capsys.readouterr()
+
+
 @pytest.fixture
 def lose_goal_answers(monkeypatch):
     """The client's goal request goes out; its answer never arrives."""
@@ -81,11 +90,7 @@ def lose_goal_answers(monkeypatch):
 
 def test_a_running_goal_whose_answer_was_lost_is_followed_to_its_result(lose_goal_answers, capsys):
     server = FakeOrchestrator(feedback_count=12, period=0.25)
-    try:
-        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.5"])
-    finally:
-        server.close()
-    out = capsys.readouterr()
+    code, out = _client(server, capsys, "1.5")
     assert server.goals == 1
     assert code == 1, out  # an episode that failed, not a client error (2)
     assert "no answer to the goal within 1.5 s but its feedback arrives: following it by its id" in out.err
@@ -98,11 +103,7 @@ def test_a_goal_with_no_answer_and_no_feedback_yet_is_followed_by_its_id(lose_go
     """The answer and the first feedback are both lost (they come before discovery completes): the
     client asks for the result by the goal's id, which the orchestrator answers when the goal ends."""
     server = FakeOrchestrator(delay=3.0, feedback_count=1)
-    try:
-        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.0"])
-    finally:
-        server.close()
-    out = capsys.readouterr()
+    code, out = _client(server, capsys, "1.0")
     assert server.goals == 1 and code == 1, out
     assert "no answer to the goal within 1 s: following it by its id" in out.err
     res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
@@ -128,11 +129,7 @@ def lose_goal_requests(monkeypatch):
 
 def test_a_lost_goal_request_is_sent_again(lose_goal_requests, capsys):
     server = FakeOrchestrator(feedback_count=2, period=0.1)
-    try:
-        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.0"])
-    finally:
-        server.close()
-    out = capsys.readouterr()
+    code, out = _client(server, capsys, "1.0")
     assert server.goals == 1 and code == 1, out  # the second request ran, once
     assert "does not know the goal (the request was lost); sending it again" in out.err
     res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
@@ -142,10 +139,6 @@ def test_a_lost_goal_request_is_sent_again(lose_goal_requests, capsys):
 def test_a_goal_never_received_is_an_error(lose_goal_requests, capsys):
     lose_goal_requests[0] = 2
     server = FakeOrchestrator()
-    try:
-        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", "1.0"])
-    finally:
-        server.close()
-    out = capsys.readouterr()
+    code, out = _client(server, capsys, "1.0")
     assert server.goals == 0 and code == 2, out
     assert "the goal was not answered" in out.err and not out.out.strip()
