@@ -204,15 +204,12 @@ def test_a_later_attempt_synthesises_from_another_seed(ports):
     assert seeds == [ports.seed, attempt_seed(ports.seed, 2)] and seeds[0] != seeds[1]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known simulation bug (open): with the arm servo's kv inside the "
-                   "force-limited actuator and the implicitfast integrator, UR10e + Shadow can lock into a "
-                   "2-step oscillation after a hold mid-reach (wrist_3 +-0.51 rad/s, motor saturated at "
-                   "+-56 N m, position still); kv as passive joint damping cures it but then the velocity "
-                   "feed-forward saturates the UR5e wrists and tracking lags")
 def test_the_arm_comes_to_rest_after_a_hold_mid_reach(shadow_ports):
     """The ROS e2e cancel test failed twice in CI on this: the arm held still to 1 mrad, but its
-    reported wrist_3 velocity stayed at -0.51 rad/s. Seed 1001's reach, held at a tenth of the way
-    as the orchestrator's stop does (one point at the measured position, 0.5 s), must settle."""
+    reported wrist_3 velocity stayed at -0.51 rad/s, a 2-step oscillation with the motor saturated
+    both ways (the servo's kv inside the force-limited actuator; see
+    ``dex_description.compose._apply_arm_servos``). Seed 1001's reach, held at a tenth of the way as
+    the orchestrator's stop does (one point at the measured position, 0.5 s), must settle."""
     from dex_sim.commands import JointTrajectoryCommand, TrajectoryPoint
 
     env = shadow_ports.env

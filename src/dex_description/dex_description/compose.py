@@ -6,7 +6,8 @@ What normalisation does to an upstream model (see ``docs/ARCHITECTURE.md``):
 * mesh paths become absolute (``to_xml()`` output stays loadable) and assets and default classes
   get a model prefix (``leap_right/black``) so that two models never clash, while bodies,
   joints, sites, actuators and tendons keep their upstream names;
-* actuators become position servos with ``kp``/``kv``/force limits from the robot YAML;
+* actuators become position servos with ``kp``/``kv``/force limits from the robot YAML (the arm's
+  ``kv`` as a separate velocity actuator per joint, see :func:`_apply_arm_servos`);
 * robot bodies get gravity compensation where the YAML asks for it (the real controllers hold
   their own weight);
 * physics options are set once on the composed model (children's are dropped on attach).
@@ -305,7 +306,18 @@ def _joint_range(spec: mujoco.MjSpec, name: str) -> np.ndarray:
 
 
 def _apply_arm_servos(up: _Upstream, arm: ArmConfig, cfg_path: Path) -> list[str]:
-    """Rebuild the arm's actuators as one position servo per joint, in config order."""
+    """Rebuild the arm's actuators as one position servo per joint, in config order, each with a
+    velocity actuator ``<servo>/kv`` (gain ``kv``, control = the set-point velocity [rad/s]).
+
+    Together they give the servo ``kp (q_sp - q) + kv (v_sp - qdot)``, the position part clipped to
+    the joint's force limit and the damping part not. With both parts in one force-limited
+    actuator, the implicit integrator (which treats ``kv`` as acting even while the force is
+    clipped) locked UR10e + Shadow into a 2-step oscillation after a hold mid-reach: wrist_3 at
+    +-0.51 rad/s every 2 ms with the motor saturated at +-56 N m both ways and the position still to
+    1 mrad (``test_the_arm_comes_to_rest_after_a_hold_mid_reach``). Passive joint damping instead
+    cures that but then moving at all needs ``kv v`` through the clipped motor (UR5e wrists:
+    28 N m / 200 N m s/rad = 0.14 rad/s). Returns the position servos' names.
+    """
     spec = up.spec
     for act in list(spec.actuators):
         spec.delete(act)
@@ -315,8 +327,21 @@ def _apply_arm_servos(up: _Upstream, arm: ArmConfig, cfg_path: Path) -> list[str
         act.name = f"{arm.name}/{joint}"
         act.trntype = mujoco.mjtTrn.mjTRN_JOINT
         act.target = joint
-        _set_servo(act, arm.servo.kp[i], arm.servo.kv[i], arm.servo.force_limit[i], _joint_range(spec, joint))
+        _set_servo(act, arm.servo.kp[i], 0.0, arm.servo.force_limit[i], _joint_range(spec, joint))
         names.append(act.name)
+        damp = spec.add_actuator()
+        damp.name = f"{act.name}/kv"
+        damp.trntype = mujoco.mjtTrn.mjTRN_JOINT
+        damp.target = joint
+        damp.gaintype = mujoco.mjtGain.mjGAIN_FIXED
+        damp.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+        gain = np.zeros_like(np.asarray(damp.gainprm))
+        gain[0] = arm.servo.kv[i]
+        bias = np.zeros_like(np.asarray(damp.biasprm))
+        bias[2] = -arm.servo.kv[i]
+        damp.gainprm, damp.biasprm = gain, bias
+        damp.ctrllimited = mujoco.mjtLimited.mjLIMITED_FALSE
+        damp.forcelimited = mujoco.mjtLimited.mjLIMITED_FALSE
     return names
 
 

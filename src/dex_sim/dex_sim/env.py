@@ -303,16 +303,14 @@ class SimEnv:
         self._hand_q = np.array([model.jnt_qposadr[model.joint(n).id] for n in rcfg.hand.joints])
         self._hand_v = np.array([model.jnt_dofadr[model.joint(n).id] for n in rcfg.hand.joints])
         self._arm_ctrl = np.array([model.actuator(a).id for a in self._arm_acts])
+        self._arm_kv_ctrl = np.array([model.actuator(f"{a}/kv").id for a in self._arm_acts])  # set-point velocity
         self._hand_ctrl = np.array([model.actuator(a).id for a in self._hand_acts])
         self._arm_range = model.jnt_range[[model.joint(n).id for n in rcfg.arm.joints]].copy()
         self._hand_act_range = model.actuator_ctrlrange[self._hand_ctrl].copy()
-        # Arm velocity feed-forward through the position servo: ctrl = q_sp + (kv/kp) v_sp gives
-        # torque = kp (q_sp - q) + kv (v_sp - qdot), i.e. trajectory tracking without the PD's lag
-        # (the UR controller tracks closely). Not for the hands: their light links with saturating
-        # servos go unstable on set-point velocity steps, and their lag is small (kv/kp < 0.04 s).
-        acts = self._arm_ctrl
-        self._lead = np.zeros(model.nu)
-        self._lead[acts] = -model.actuator_biasprm[acts, 2] / model.actuator_gainprm[acts, 0]
+        # Arm velocity feed-forward: the arm's kv actuators get the set-point velocity, so the servo
+        # is kp (q_sp - q) + kv (v_sp - qdot), i.e. trajectory tracking without the PD's lag (the UR
+        # controller tracks closely). Not for the hands: their light links with saturating servos
+        # go unstable on set-point velocity steps, and their lag is small (kv/kp < 0.04 s).
         self._robot_bodies = set()
         root_bodies = [model.body(rcfg.arm.base_body).id]
         for b in range(model.nbody):
@@ -373,8 +371,9 @@ class SimEnv:
         d.qvel[self._arm_v] = 0
         d.qvel[self._hand_v] = 0
         d.ctrl[self._arm_ctrl] = rcfg.arm.named_poses["home"]
+        d.ctrl[self._arm_kv_ctrl] = 0.0
         d.ctrl[self._hand_ctrl] = rcfg.hand.actuated_from_joints(rcfg.hand.named_poses["open"])
-        self._arm_sp = d.ctrl[self._arm_ctrl].copy()  # servo set-points (before feed-forward)
+        self._arm_sp = d.ctrl[self._arm_ctrl].copy()  # servo set-points
         self._hand_sp = d.ctrl[self._hand_ctrl][self._hand_cmd_to_act].copy()  # in command order
         self._arm_plan = None
         self._hand_plan = None
@@ -536,7 +535,8 @@ class SimEnv:
         old = {o.instance: (self.data.qpos[o.qpos_adr:o.qpos_adr + 7].copy(), self.data.qvel[o.dof_adr:o.dof_adr + 6].copy())
                for o in self._objects}
         robot_state = (self.data.qpos[self._arm_q].copy(), self.data.qpos[self._hand_q].copy(), self.data.qvel[self._arm_v].copy(),
-                       self.data.qvel[self._hand_v].copy(), self.data.ctrl[self._arm_ctrl].copy(), self.data.ctrl[self._hand_ctrl].copy())
+                       self.data.qvel[self._hand_v].copy(), self.data.ctrl[self._arm_ctrl].copy(), self.data.ctrl[self._hand_ctrl].copy(),
+                       self.data.ctrl[self._arm_kv_ctrl].copy())
         plans = (self._arm_plan, self._hand_plan, self._hand_target, self._arm_sp.copy(), self._hand_sp.copy())
         now = self.data.time
         self._compile(self._objects + [obj])
@@ -544,7 +544,7 @@ class SimEnv:
         for o in self._objects[:-1]:
             d.qpos[o.qpos_adr:o.qpos_adr + 7], d.qvel[o.dof_adr:o.dof_adr + 6] = old[o.instance]
         d.qpos[self._arm_q], d.qpos[self._hand_q], d.qvel[self._arm_v], d.qvel[self._hand_v], \
-            d.ctrl[self._arm_ctrl], d.ctrl[self._hand_ctrl] = robot_state
+            d.ctrl[self._arm_ctrl], d.ctrl[self._hand_ctrl], d.ctrl[self._arm_kv_ctrl] = robot_state
         self._arm_plan, self._hand_plan, self._hand_target, self._arm_sp, self._hand_sp = plans
         d.qpos[obj.qpos_adr:obj.qpos_adr + 7] = np.concatenate([pos, quat])
         d.time = now
@@ -574,7 +574,8 @@ class SimEnv:
 
     def _update_setpoints(self, dt: float) -> None:
         """Sample the active plans at the end of the next ``dt`` [s], rate-limit the set-points to
-        the velocity limits, and write ctrl = set-point + lead * set-point velocity."""
+        the velocity limits, and write the servos' set-points (and the arm's set-point velocities to
+        its kv actuators)."""
         d = self.data
         t = d.time + dt
         arm_v = np.zeros(len(self._arm_sp))
@@ -587,8 +588,8 @@ class SimEnv:
             if t >= self._arm_plan.end_time and np.allclose(new, want, atol=1e-12):
                 self._arm_plan = None
                 arm_v[:] = 0.0
-        d.ctrl[self._arm_ctrl] = np.clip(self._arm_sp + self._lead[self._arm_ctrl] * arm_v,
-                                         self._arm_range[:, 0], self._arm_range[:, 1])
+        d.ctrl[self._arm_ctrl] = self._arm_sp
+        d.ctrl[self._arm_kv_ctrl] = arm_v
         hand_want = None
         if self._hand_plan is not None:
             hand_want = self._hand_plan.sample(t)
@@ -598,16 +599,13 @@ class SimEnv:
             hand_want = self._hand_target
         ch = self.hand_channel
         idx = self._hand_ctrl[self._hand_cmd_to_act]
-        hand_v = np.zeros(len(self._hand_sp))
         if hand_want is not None:
             step = ch.vel_limit * dt
             new = np.clip(self._hand_sp + np.clip(hand_want - self._hand_sp, -step, step), ch.lower, ch.upper)
-            hand_v = (new - self._hand_sp) / dt
             self._hand_sp = new
             if self._hand_plan is None and np.allclose(new, hand_want, atol=1e-12):
                 self._hand_target = None
-                hand_v[:] = 0.0
-        d.ctrl[idx] = np.clip(self._hand_sp + self._lead[idx] * hand_v, ch.lower, ch.upper)
+        d.ctrl[idx] = self._hand_sp
 
     def _advance(self, n: int) -> None:
         m, d = self.model, self.data
@@ -702,6 +700,7 @@ class SimEnv:
         self._hand_plan = None
         self._hand_target = None
         self.data.ctrl[self._arm_ctrl] = self._arm_sp
+        self.data.ctrl[self._arm_kv_ctrl] = 0.0
         self.data.ctrl[self._hand_ctrl[self._hand_cmd_to_act]] = self._hand_sp
 
     def servo_setpoints(self) -> tuple[np.ndarray, np.ndarray]:
