@@ -324,6 +324,12 @@ def test_confirmed_reach_is_slowed_and_stopped_when_the_arm_does_not_follow(serv
     assert asked and wrapped.status == GoalStatus.STATUS_ABORTED, (wrapped.status, r.reason)
     assert r.stage_reached == "reach" and "the arm ended 0.600 rad from its target" in r.reason, r.reason
     assert r.proposal.id == "fake-0"
+    deadline = time.monotonic() + 5.0  # the hold is published just before the result: it may arrive after it
+    while time.monotonic() < deadline:
+        with world.lock:
+            if len(world.arm_cmds) >= n_arm + 2:
+                break
+        time.sleep(0.05)
     with world.lock:
         arm = world.arm_cmds[n_arm:]
         hand = world.hand_cmds[n_hand:]
