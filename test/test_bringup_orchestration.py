@@ -96,6 +96,11 @@ def test_verify_decision():
     assert ok is False and "dropped" in why
     ok, why = verify_verdict("no_table", "no plane", True, 0.3)
     assert ok is None and "could not look" in why and "no_table" in why
+    # the fingers are blocked, but nothing except the hand is where the object should be
+    ok, why = verify_verdict("bad_prompt", "no object within 5 cm", True, 0.3, held=3, min_held=20)
+    assert ok is False and "knocked away or hidden" in why and "3 points" in why
+    ok, why = verify_verdict("bad_prompt", "no object within 5 cm", True, 0.3, held=20, min_held=20)
+    assert ok is True and "20 points seen" in why
 
 
 def test_trajectory_times_never_wrap_to_zero():

@@ -264,6 +264,53 @@ def test_segments_frame_publishes_and_answers_prompts(node_proc, client, frame):
     assert proc.poll() is None
 
 
+LIFTED = syn.SyntheticScene((  # the sphere held 40 cm up: above the workspace box (top 25 cm above the table)
+    syn.Primitive("box", (0.12, 0.50, 0.05), (0.04, 0.05, 0.05), 0.3),
+    syn.Primitive("sphere", (0.02, 0.62, 0.40), (0.04, 0.0, 0.0)),
+))
+
+
+def test_raised_workspace_and_scene_for_a_lifted_object(node_proc, client):
+    """The verify stage's request: the workspace box raised for one request finds an object above
+    the box that the configured box cuts off, and ``return_scene`` returns the scene above the
+    table whatever the status; a negative raise is a status."""
+    proc, log = node_proc
+    client.wait_for_node(proc)
+    view = syn.DefaultView(width=320, height=240)
+    lifted = syn.render(LIFTED, view.camera(), view.base_T_camera())
+    res = client.call_until("largest", proc, lifted)
+    assert res.status == "ok" and res.num_objects == 1, (res.status, res.message, log.read_text())
+    assert res.scene_cloud.width == 0  # not asked for
+
+    def ask(prompt: str, raise_m: float, scene: bool) -> SegmentObject.Response:
+        future = client.cli.call_async(SegmentObject.Request(prompt=prompt, workspace_raise=raise_m, return_scene=scene))
+        deadline = time.monotonic() + TIMEOUT_S
+        while not future.done():
+            assert proc.poll() is None and time.monotonic() < deadline, "no answer"
+            client.executor.spin_once(timeout_sec=0.05)
+        return future.result()
+
+    sphere = "point 0.02 0.62 0.40"
+    res = ask(sphere, 0.0, True)  # the configured box cuts the lifted sphere off
+    assert res.status == "bad_prompt", (res.status, res.message)
+    scene = conv.cloud_arrays(res.scene_cloud, conv.XYZ)
+    assert len(scene) > 50 and scene[:, 2].max() < 0.25 + 1e-6
+    res = ask(sphere, 0.3, True)
+    assert res.status == "ok" and res.num_objects == 2, (res.status, res.message)
+    assert np.linalg.norm(conv.cloud_arrays(res.object_cloud)[:, :3].mean(axis=0) - [0.02, 0.62, 0.40]) < 0.03
+    scene = conv.cloud_arrays(res.scene_cloud, conv.XYZ)
+    near = np.linalg.norm(scene - [0.02, 0.62, 0.40], axis=1) < 0.045
+    assert near.sum() > 50 and scene[:, 2].min() > 0.0  # the sphere's visible side, nothing of the table
+    res = ask("point 0.3 0.3 0.3", 0.3, True)  # no object there: a status, the scene all the same
+    assert res.status == "bad_prompt" and conv.cloud_arrays(res.scene_cloud, conv.XYZ).shape == scene.shape
+    res = ask("largest", -0.1, True)
+    assert not res.success and res.status == "bad_request" and "workspace_raise" in res.message
+    # the raised request is not cached: the next plain request sees the configured box again
+    res = ask("largest", 0.0, False)
+    assert res.status == "ok" and res.num_objects == 1
+    assert proc.poll() is None
+
+
 def _malformed(frame, rng: np.random.Generator):
     """[(description, make(header) -> [(stream, msg), ...])] of malformed input; stream is
     ``info``, ``depth`` or ``color``."""

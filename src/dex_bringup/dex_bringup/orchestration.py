@@ -71,6 +71,14 @@ class OrchestratorSettings:
             (at the measured joints) are the robot itself.
         verify_hold_s: [s] verify holds the lifted object this long before it looks (a slipping
             grasp shows; within the verify timeout).
+        verify_extra_height: [m] verify asks perception for the scene with the workspace box's top
+            raised this much (the lifted object is above the table scene's box).
+        held_radius: [m] verify looks for the lifted object within this distance of where it
+            should be (its perceived centroid moved with the wrist since the squeeze).
+        held_margin: [m] there, scene points less than this outside the robot's collision spheres
+            are the robot.
+        min_held_points: verify calls the object held only when at least this many scene points
+            that are neither the table nor the robot are seen there (0: no such check).
         max_attempts: Tries per goal (:class:`dex_bringup.episode.EpisodeConfig`): after a failed
             verify the hand opens where it is and the episode starts again from perception with
             another synthesis seed; after a propose/plan failure it starts again at once.
@@ -100,6 +108,10 @@ class OrchestratorSettings:
     table_clearance: float = 0.01
     self_filter_margin: float = 0.03
     verify_hold_s: float = 1.0
+    verify_extra_height: float = 0.4
+    held_radius: float = 0.12
+    held_margin: float = 0.01
+    min_held_points: int = 20
     max_attempts: int = 2
     timeouts: dict[str, float] = field(default_factory=_stage_timeouts)
 
@@ -173,7 +185,8 @@ def settings_from_parameters(values: Mapping[str, Any]) -> OrchestratorSettings:
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"parameter {name}: {getattr(s, name)!r}: must be > 0")
-    for name in ("scene_wait_s", "table_clearance", "self_filter_margin", "verify_hold_s"):
+    for name in ("scene_wait_s", "table_clearance", "self_filter_margin", "verify_hold_s", "verify_extra_height",
+                 "held_radius", "held_margin", "min_held_points"):
         if getattr(s, name) < 0:
             raise SettingsError(f"parameter {name}: {getattr(s, name)!r}: must be >= 0")
     if not 0 < s.speed_scale <= 1:
@@ -309,7 +322,8 @@ def held_object_points(scene_base: np.ndarray, table_z: float | None, self_filte
     return int(len(self_filter(near, arm_q, hand_q, margin)))
 
 
-def verify_verdict(status: str, message: str, blocked: bool, gap: float) -> tuple[bool | None, str]:
+def verify_verdict(status: str, message: str, blocked: bool, gap: float, held: int | None = None,
+                   min_held: int = 0) -> tuple[bool | None, str]:
     """The verify stage's decision, without ground truth.
 
     Args:
@@ -317,6 +331,9 @@ def verify_verdict(status: str, message: str, blocked: bool, gap: float) -> tupl
             centroid, on a frame taken after the lift.
         message: Perception's message (for the reason).
         blocked, gap: :func:`dex_policy.executor.fingers_blocked` on the measured hand joints.
+        held: :func:`held_object_points` on the same frame (None: not looked at).
+        min_held: Fewer held points than this: the object is not in the hand (knocked away, or
+            hidden behind the hand with the fingers blocked by each other).
 
     Returns:
         ``(True, why)`` lifted and held; ``(False, why)`` not; ``(None, why)``: perception could
@@ -328,4 +345,8 @@ def verify_verdict(status: str, message: str, blocked: bool, gap: float) -> tupl
         return None, f"verify: perception could not look ({status}: {message})"
     if not blocked:
         return False, f"verify: the fingers closed on nothing (gap {gap:.3f} rad to the squeeze target): object dropped"
-    return True, f"object gone from the table and held (fingers {gap:.2f} rad short of the squeeze target)"
+    if held is not None and held < min_held:
+        return False, (f"verify: nothing but the hand is seen where the object should be ({held} points): "
+                       "knocked away or hidden")
+    seen = "" if held is None else f", {held} points seen"
+    return True, f"object gone from the table and held (fingers {gap:.2f} rad short of the squeeze target{seen})"

@@ -21,9 +21,14 @@ It runs :class:`dex_bringup.episode.GraspEpisode` (perceive -> propose -> plan -
 * approach / squeeze / lift: :class:`dex_policy.executor.OpenLoopExecutor` segments (computed from
   the measured state; already safety-checked: joint and velocity limits, the workspace box) as one
   arm JointTrajectory (positions + velocities) each and hand targets;
-* verify: after holding the lifted object ``verify_hold_s``, perception no longer finds an object
-  at the target's perceived centroid (prompt ``point x y z`` on a frame taken after the hold) and the measured fingers are held short of the
-  squeeze target (:func:`dex_policy.executor.fingers_blocked`).
+* verify: after holding the lifted object ``verify_hold_s``, on one frame taken after the hold
+  (perception's workspace box raised by ``verify_extra_height`` for that request): perception no
+  longer finds an object at the target's perceived centroid (prompt ``point x y z``), the measured
+  fingers are held short of the squeeze target (:func:`dex_policy.executor.fingers_blocked`), and
+  at least ``min_held_points`` scene points that are neither the table nor the robot lie within
+  ``held_radius`` of where the object should be if it went up with the hand
+  (:func:`dex_bringup.orchestration.held_object_points`; the same checks as the in-process
+  simulated episode).
 
 Drivers (robot YAML ``driver`` sections; names and offsets by :mod:`dex_description.drivers`):
 arm on ``arm.driver.command_topic`` (UR: ``/scaled_joint_trajectory_controller/joint_trajectory``);
@@ -73,6 +78,7 @@ from dex_bringup.episode import Cancelled, GraspEpisode, Goal, NodeUnavailable, 
 from dex_bringup.orchestration import (
     OrchestratorSettings,
     SelfFilter,
+    held_object_points,
     obstacle_points,
     parameter_defaults,
     reach_stretch,
@@ -325,14 +331,15 @@ class RosPorts:
     def _now_ns(self) -> int:
         return self.node.get_clock().now().nanoseconds
 
-    def _segment(self, prompt: str, after_ns: int, timeout: float, cancel: threading.Event):
+    def _segment(self, prompt: str, after_ns: int, timeout: float, cancel: threading.Event,
+                 workspace_raise: float = 0.0, return_scene: bool = False):
         """SegmentObject on a depth frame stamped at or after ``after_ns`` (retried until one is)."""
         from dex_interfaces.srv import SegmentObject
 
         deadline = time.monotonic() + timeout
+        req = SegmentObject.Request(prompt=prompt, workspace_raise=float(workspace_raise), return_scene=return_scene)
         while True:
-            res = self._call(SEGMENT_SERVICE, SegmentObject.Request(prompt=prompt), max(0.1, deadline - time.monotonic()),
-                             cancel)
+            res = self._call(SEGMENT_SERVICE, req, max(0.1, deadline - time.monotonic()), cancel)
             stamp = _stamp_ns(res.object_cloud.header.stamp)
             if stamp >= after_ns and res.status != "no_frame":
                 return res, stamp
@@ -617,13 +624,25 @@ class RosPorts:
                cancel: threading.Event) -> tuple[bool, str]:
         from dex_policy.executor import fingers_blocked
 
+        from dex_perception.msgs import XYZ, cloud_arrays
+
         c = perceived.centroid
         hold = min(self.s.verify_hold_s, 0.5 * timeout)  # hold the lifted object a moment: a slipping grasp shows
         if cancel.wait(hold):
             raise Cancelled("cancelled while holding the lifted object")
-        res, _ = self._segment(f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}", self._now_ns(), timeout - hold, cancel)
-        blocked, gap = fingers_blocked(self.measured()[1], plan.target.grasp_q, plan.target.squeeze_q)
-        ok, why = verify_verdict(res.status, res.message, blocked, gap)
+        after_ns = self._now_ns()  # the robot holds still from here: the frame and the joints agree
+        arm_q, hand_q = self.measured()
+        res, _ = self._segment(f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}", after_ns, timeout - hold, cancel,
+                               workspace_raise=self.s.verify_extra_height, return_scene=self.s.min_held_points > 0)
+        blocked, gap = fingers_blocked(hand_q, plan.target.grasp_q, plan.target.squeeze_q)
+        held = None
+        if self.s.min_held_points > 0:
+            # where the object should be if it went up with the hand: its centroid moved as the wrist did
+            moved = self.executor.arm.wrist_pose(arm_q)[:3, 3] - plan.target.squeeze_T[:3, 3]
+            scene = cloud_arrays(res.scene_cloud, XYZ).astype(np.float64)
+            held = held_object_points(scene, None, self.self_filter, arm_q, hand_q, c + moved,
+                                      self.s.held_radius, self.s.held_margin)
+        ok, why = verify_verdict(res.status, res.message, blocked, gap, held, self.s.min_held_points)
         if ok is None:
             raise StageFailed(why)
         return ok, why

@@ -38,6 +38,10 @@ class WorkspaceBox:
     min: tuple[float, float, float] = (-0.5, 0.22, -0.03)
     max: tuple[float, float, float] = (0.5, 1.05, 0.25)
 
+    def raised(self, height: float) -> "WorkspaceBox":
+        """The same box with its top ``height`` [m] higher (to look for a lifted object)."""
+        return WorkspaceBox(tuple(self.min), (self.max[0], self.max[1], self.max[2] + float(height)))
+
     def contains(self, points: np.ndarray) -> np.ndarray:
         """(N,) bool: which of ``points`` (N, 3) [m] lie inside (bounds inclusive)."""
         lo, hi = np.asarray(self.min, points.dtype), np.asarray(self.max, points.dtype)

@@ -18,7 +18,10 @@ Publishes (reliable, transient-local depth 1: late subscribers get the last resu
     target, points, table plane, timings_ms).
 Service:
     ``/dex/segment_object`` (dex_interfaces/srv/SegmentObject): segment the newest matched frame
-    with the request's prompt; statuses ``ok``, ``no_frame``, ``empty_depth``, ``no_table``,
+    with the request's prompt; with ``workspace_raise`` > 0 [m] the workspace box's top is raised
+    for that request (a lifted object; then nothing is published or cached), with
+    ``return_scene`` the answer also carries every point above the table in the box, whatever the
+    status; statuses ``ok``, ``no_frame``, ``empty_depth``, ``no_table``, ``bad_request``,
     ``nothing_in_workspace``, ``bad_prompt``, ``bad_encoding``, ``size_mismatch``,
     ``bad_camera_info``, ``unsupported_distortion``, ``bad_image``, ``bad_calibration``,
     ``sam_checkpoint_missing``, ``sam_error``, ``no_transform``, ``internal_error``.
@@ -282,21 +285,26 @@ def main(argv: list[str] | None = None) -> int:
                                        f"'{ext.camera_frame}'; using the calibration (depth registered to it)")
             return newest.stamp_ns, newest.depth.header, depth, camera, rgb, notes
 
-        def process(self, prompt: str, publish: bool):
-            """Segment the newest frame; returns (status, message, result|None, frame stamp|None)."""
+        def process(self, prompt: str, publish: bool, raise_m: float = 0.0):
+            """Segment the newest frame; returns (status, message, result|None, frame stamp|None,
+            analysis|None). ``raise_m`` [m] > 0: with the workspace box's top raised by that much
+            (not cached, not published)."""
             if self.perception is None:
-                return self.setup_error.status, str(self.setup_error), None, None
-            stamp = None
+                return self.setup_error.status, str(self.setup_error), None, None, None
+            stamp, analysis = None, None
+            publish = publish and raise_m <= 0
             try:
                 latest = self.sync.latest(**self._color_policy())
                 if latest is None:
                     d, i, c = self.sync.counts
                     need = " and colour image (Segment Anything needs colour)" if self.config.sam_checkpoint else ""
                     return "no_frame", (f"no depth frame with a matching camera_info{need} yet (buffered: {d} depth, "
-                                        f"{i} camera_info, {c} colour)"), None, None
+                                        f"{i} camera_info, {c} colour)"), None, None, None
                 stamp = latest.depth.header.stamp
                 stamp_ns, header, depth, camera, rgb, notes = self._frame()
-                if (self.last_analysis is not None and self.last_analysis[0] == stamp_ns
+                if raise_m > 0:
+                    analysis = self.perception.analyse(depth, camera, rgb, workspace=self.config.workspace.raised(raise_m))
+                elif (self.last_analysis is not None and self.last_analysis[0] == stamp_ns
                         and self.config.fusion_frames == 1):
                     analysis = self.last_analysis[1]
                 else:
@@ -311,18 +319,18 @@ def main(argv: list[str] | None = None) -> int:
                     message += "; " + "; ".join(notes)
                 if publish:
                     self.publish_result(header, result, message)
-                return "ok", message, result, stamp
+                return "ok", message, result, stamp, analysis
             except PerceptionError as exc:
                 if publish:
                     self.publish_status(exc.status, str(exc))
                     self.publish_markers(None, exc.status)
-                return exc.status, str(exc), None, stamp
+                return exc.status, str(exc), None, stamp, analysis
             except Exception as exc:  # noqa: BLE001 - never die on a message
                 self.get_logger().error(f"processing failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}",
                                         throttle_duration_sec=2.0)
                 if publish:
                     self.publish_status("internal_error", f"{type(exc).__name__}: {exc}")
-                return "internal_error", f"{type(exc).__name__}: {exc}", None, stamp
+                return "internal_error", f"{type(exc).__name__}: {exc}", None, stamp, None
 
         def on_timer(self) -> None:
             try:
@@ -336,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_segment(self, request, response):
             try:
-                status, message, result, stamp = self.process(str(request.prompt), publish=True)
+                raise_m = float(request.workspace_raise)
+                if not np.isfinite(raise_m) or raise_m < 0:
+                    raise_m = -1.0
+                status, message, result, stamp, analysis = (
+                    ("bad_request", f"workspace_raise must be a finite number >= 0 [m], got {request.workspace_raise}",
+                     None, None, None) if raise_m < 0 else self.process(str(request.prompt), publish=True, raise_m=raise_m))
                 response.success = status == "ok"
                 response.status = status
                 response.message = message
@@ -347,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     response.object_cloud = conv.cloud_msg(header, np.zeros((0, 3)), np.zeros((0, 3)))
                     response.num_objects = 0
+                if request.return_scene:
+                    scene = analysis.candidate_points if analysis is not None else np.zeros((0, 3))
+                    response.scene_cloud = conv.cloud_msg(header, scene)
             except Exception as exc:  # noqa: BLE001
                 response.success, response.status = False, "internal_error"
                 response.message = f"{type(exc).__name__}: {exc}"

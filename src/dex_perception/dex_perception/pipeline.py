@@ -37,7 +37,7 @@ import numpy as np
 
 from dex_perception.calibration import Extrinsics
 from dex_perception.camera import CameraModel, backproject, check_sizes, depth_to_metres
-from dex_perception.config import PerceptionConfig, default_config
+from dex_perception.config import PerceptionConfig, WorkspaceBox, default_config
 from dex_perception.errors import (
     BadPromptError,
     EmptyDepthError,
@@ -304,7 +304,8 @@ class Perception:
         """:meth:`analyse` then :meth:`select` (see the module docstring)."""
         return self.select(self.analyse(depth, camera, rgb), prompt)
 
-    def analyse(self, depth: np.ndarray, camera: CameraModel, rgb: np.ndarray | None = None) -> SceneAnalysis:
+    def analyse(self, depth: np.ndarray, camera: CameraModel, rgb: np.ndarray | None = None,
+                workspace: WorkspaceBox | None = None) -> SceneAnalysis:
         """Table and clusters of one frame.
 
         Args:
@@ -313,6 +314,8 @@ class Perception:
             camera: The depth image's camera model.
             rgb: Optional (h, w, 3) uint8 colour image registered to the depth image (same
                 aspect ratio; used for pixel prompts and SAM).
+            workspace: Crop box for this frame instead of ``config.workspace`` (e.g. raised to
+                look for a lifted object).
 
         Raises:
             SizeMismatchError, ImageError, EmptyDepthError, NothingInWorkspaceError, NoTableError,
@@ -335,11 +338,12 @@ class Perception:
                                   f"({camera.width}x{camera.height} image: all 0, NaN or out of range)")
         points = _transform(points_cam, self.base_T_camera)
         timer.lap("backproject")
-        inside = cfg.workspace.contains(points)
+        box = cfg.workspace if workspace is None else workspace
+        inside = box.contains(points)
         points, pixels = points[inside], pixels[inside]
         if points.shape[0] == 0:
             raise NothingInWorkspaceError(f"none of the {inside.size} valid depth points lies in the workspace box "
-                                          f"{cfg.workspace.min}..{cfg.workspace.max} m (base frame); check the "
+                                          f"{box.min}..{box.max} m (base frame); check the "
                                           "camera extrinsics and the workspace config")
         timer.lap("crop")
         table = self._fit_table(points)
