@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -212,9 +213,19 @@ def test_the_arm_comes_to_rest_after_a_hold_mid_reach(shadow_ports):
     the orchestrator's stop does (one point at the measured position, 0.5 s), must settle."""
     from dex_sim.commands import JointTrajectoryCommand, TrajectoryPoint
 
+    from dex_proposal.api import Proposer
+    from dex_proposal.api import default_config as proposal_config
+
     env = shadow_ports.env
     env.reset(seed=1001, num_objects=1)
-    ports = SimPorts(env, default_config(), seed=1001)  # with a real proposer
+    # a real proposer, set as when the reach was recorded (15 ADMM iterations per step, no pruning
+    # after the coarse stage): the same proposals, so the same reach
+    cfg = default_config()
+    pc = proposal_config()
+    syn = replace(pc.synthesis, n_candidates=cfg.n_candidates, table_z=0.0, qp=replace(pc.synthesis.qp, iters=15),
+                  stages=tuple(replace(st, keep=1.0) for st in pc.synthesis.stages))
+    proposer = Proposer(env.robot, replace(pc, synthesis=syn, top_k=cfg.top_k))
+    ports = SimPorts(env, cfg, seed=1001, proposer=proposer)
     cancel = threading.Event()
     perceived = ports.perceive(Goal(), 10.0, cancel)
     plan = ports.plan(ports.propose(perceived, Goal(), 120.0, cancel), perceived, Goal(), 10.0, cancel)

@@ -288,6 +288,33 @@ def test_synthesis_is_deterministic_and_consistent(cylinder_surface):
     assert list(a.energy[order].numpy()) == sorted(a.energy[order].numpy())
 
 
+def test_a_stage_keeps_its_lowest_energy_fraction(cylinder_surface):
+    """``keep`` after the coarse stage: half the candidates go on, and they are the same as without
+    pruning (candidates are optimised independently), those with the lowest coarse energy."""
+    hand = HandModel("ur5e_leap")
+    full_cfg = replace(_short(6), dtype="float64")  # float32 rounding differs with the batch size
+    pruned_cfg = replace(full_cfg, stages=(replace(full_cfg.stages[0], keep=0.5),) + full_cfg.stages[1:])
+    full = Synthesizer(hand, full_cfg).run(cylinder_surface, seed=2)
+    pruned = Synthesizer(hand, pruned_cfg).run(cylinder_surface, seed=2)
+    assert (full.n_initial, len(full.energy)) == (6, 6)
+    assert (pruned.n_initial, len(pruned.energy)) == (6, 3) and len(pruned.reasons) == 3
+    match = [int(torch.cdist(pruned.grasp_T[i].reshape(1, -1), full.grasp_T.reshape(6, -1)).argmin()) for i in range(3)]
+    assert len(set(match)) == 3
+    torch.testing.assert_close(pruned.grasp_T, full.grasp_T[match], atol=1e-6, rtol=0)
+    torch.testing.assert_close(pruned.pregrasp_u, full.pregrasp_u[match], atol=1e-6, rtol=0)
+    # the kept ones had the lowest total energy at the end of the coarse stage
+    coarse = Synthesizer(hand, replace(full_cfg, stages=full_cfg.stages[:1], pregrasp_max_lift=0.0))
+    c = coarse.run(cylinder_surface, seed=2)
+    with torch.no_grad():
+        T = c.pregrasp_T
+        terms, _, _ = coarse.energies(cylinder_surface, T[:, :3, 3], matrix_to_rot6d(T[:, :3, :3]), c.pregrasp_u,
+                                      "coarse", 0.01, None, 200)
+        e = coarse.total(terms)
+    assert set(match) == set(torch.argsort(e)[:3].tolist())
+    with pytest.raises(Exception, match="keep"):
+        Synthesizer(hand, replace(full_cfg, stages=(replace(full_cfg.stages[0], keep=0.0),)))
+
+
 def test_optimisation_reduces_the_energy(cylinder_surface):
     hand = HandModel("ur10e_shadow")
     before = Synthesizer(hand, _short(8, (0, 0, 1))).run(cylinder_surface, seed=0)

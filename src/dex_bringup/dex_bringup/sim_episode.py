@@ -146,7 +146,6 @@ class SimPorts:
         self.frames: dict[str, np.ndarray] = {}  # images for reports: stage -> RGB
         self.log: dict[str, Any] = {}
         self.attempt = 1  # the episode's current try (begin_attempt)
-        self._verify_perception = None  # built on first verify
 
     # -------------------------------------------------------------- perception, proposals, planning
     def _observe(self, prompt: str):
@@ -316,7 +315,7 @@ class SimPorts:
         (:func:`dex_bringup.orchestration.held_object_points`). An object left behind fails (1); one
         dropped and rolled away fails (2); one knocked over and hidden behind the hand, with the
         fingers blocked by each other, fails (3)."""
-        from dex_bringup.orchestration import held_object_points
+        from dex_bringup.orchestration import held_object_points, verify_verdict
         from dex_perception.errors import PerceptionError
         from dex_policy.executor import fingers_blocked
 
@@ -327,13 +326,15 @@ class SimPorts:
         self.frames["lifted"] = frame.rgb
         arm_q, hand_q = self.env.model_joint_positions()
         try:
-            analysis = self.verify_perception.analyse(frame.depth, self.camera, frame.rgb)
+            # the workspace box raised by verify_extra_height: the lifted object is above the table scene's box
+            analysis = self.perception.analyse(frame.depth, self.camera, frame.rgb,
+                                               workspace=self.perception.config.workspace.raised(self.cfg.verify_extra_height))
         except PerceptionError:  # nothing above the table at all
             analysis = None
         still_there = False
         if analysis is not None:
             try:
-                res = self.verify_perception.select(analysis, f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}")
+                res = self.perception.select(analysis, f"point {c[0]:.4f} {c[1]:.4f} {c[2]:.4f}")
                 still_there = res.num_objects > 0 and len(res.points) > 0
             except PerceptionError:  # no object near the point: the place is empty
                 still_there = False
@@ -344,27 +345,9 @@ class SimPorts:
         blocked, gap = fingers_blocked(hand_q, plan.target.grasp_q, plan.target.squeeze_q)
         self.log["verify"] = {"object_left_its_place": not still_there, "fingers_blocked": blocked, "finger_gap_rad": gap,
                               "held_points": held}
-        if still_there:
-            return False, "verify: the object is still where it stood (not lifted)"
-        if not blocked:
-            return False, f"verify: the fingers closed on nothing (gap {gap:.3f} rad to the squeeze target): object dropped"
-        if held < self.cfg.min_held_points:
-            return False, (f"verify: nothing but the hand is seen where the object should be ({held} points): "
-                           "knocked away or hidden")
-        return True, f"object gone from the table and held (fingers {gap:.2f} rad short of the squeeze target, {held} points seen)"
-
-    @property
-    def verify_perception(self):
-        """Perception with its workspace box raised by ``verify_extra_height`` [m]: a lifted object
-        is above the box that crops the table scene."""
-        if self._verify_perception is None:
-            from dex_perception.pipeline import Perception
-
-            cfg = self.perception.config
-            ws = cfg.workspace
-            top = (ws.max[0], ws.max[1], ws.max[2] + self.cfg.verify_extra_height)
-            self._verify_perception = Perception(replace(cfg, workspace=replace(ws, max=top)), self.perception.extrinsics)
-        return self._verify_perception
+        ok, why = verify_verdict("ok" if still_there else "nothing_in_workspace", "", blocked, gap, held,
+                                 self.cfg.min_held_points)
+        return bool(ok), why
 
     def stop_motion(self) -> None:
         self.env.cancel()

@@ -274,12 +274,13 @@ class Proposer:
         if cfg.check_reach:
             wrist = cands.pregrasp_T[:, :3, 3].numpy() - np.asarray(self.robot.cfg.world_T_base.pos)
             order = np.array([i for i in order if np.linalg.norm(wrist[i]) <= self.reach], dtype=int)
-        info["n_candidates"] = int(len(cands.valid))
+        info["n_candidates"] = cands.n_initial
+        info["n_refined"] = int(len(cands.valid))  # after the stages' pruning
         info["n_valid"] = int(cands.valid.sum())
         info["rejections"] = _count(cands.reasons)
         timings["total"] = time.perf_counter() - t0
         if len(order) == 0:
-            return ProposalResult([], Status.NO_VALID_GRASP, f"none of {len(cands.valid)} candidates passed: "
+            return ProposalResult([], Status.NO_VALID_GRASP, f"none of {_refined(cands)} candidates passed: "
                                   f"{info['rejections']}", timings, info)
         split = self.hand.kin._split.detach().cpu().double()
 
@@ -294,7 +295,13 @@ class Proposer:
                                 conf(cands.grasp_T[i], cands.squeeze_u[i]), e, 1.0 / (1.0 + max(e, 0.0)),
                                 {k: float(v[i]) for k, v in cands.terms.items()},
                                 cands.contact_distance[i].numpy(), float(cands.penetration[i])))
-        return ProposalResult(out, Status.OK, f"{len(out)} proposals from {len(cands.valid)} candidates", timings, info)
+        return ProposalResult(out, Status.OK, f"{len(out)} proposals from {_refined(cands)} candidates", timings, info)
+
+
+def _refined(cands) -> str:
+    """``"32"`` or, after pruning, ``"16 (of 32)"``."""
+    n = len(cands.valid)
+    return f"{n}" if n == cands.n_initial else f"{n} (of {cands.n_initial})"
 
 
 def skeleton(hand: HandModel, conf: HandConfiguration) -> tuple[np.ndarray, np.ndarray]:
