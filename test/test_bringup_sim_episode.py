@@ -115,6 +115,26 @@ def test_release_opens_the_hand_and_keeps_the_arm_still(ports):
     arm1, hand1 = env.model_joint_positions()
     assert np.abs(hand1 - np.asarray(ports.robot.cfg.hand.named_poses["open"])).max() < 0.1
     assert np.abs(arm1 - arm0).max() < 0.01
+    # where the open hand would hit the arm at this arm pose, it opens to the pre-grasp shape
+    ports.squeeze(plan, 10.0, threading.Event())
+    checker = ports.executor.checker
+    real = checker.start_collisions
+    asked = []
+
+    def open_collides(arm_q, hand_q):
+        asked.append(np.array(hand_q))
+        if np.allclose(hand_q, ports.robot.cfg.hand.named_poses["open"]):
+            return [("wrist_1_link", "thumb")]
+        return real(arm_q, hand_q)
+
+    checker.start_collisions = open_collides
+    try:
+        ports.release(plan, 10.0, threading.Event())
+    finally:
+        checker.start_collisions = real
+    assert asked, "release did not check the open hand"
+    hand2 = env.model_joint_positions()[1]
+    assert np.abs(hand2 - open_q).max() < 0.1
 
 
 def test_hand_geoms_are_the_hand_subtree(ports):

@@ -303,6 +303,7 @@ class OpenLoopExecutor(GraspExecutor):
         self.robot = robot
         self.cfg = cfg or default_config()
         self.arm = ArmFollower(planner)
+        self.checker = getattr(planner, "cpu", planner)  # collision checks (start_collisions)
         m = robot.model
         hand = robot.cfg.hand
         self.hand_lower = np.array([m.jnt_range[m.joint(j).id][0] for j in hand.joints])
@@ -405,10 +406,17 @@ class OpenLoopExecutor(GraspExecutor):
         """Open the hand to its ``open`` named pose (the pre-grasp shape if it has none) with the arm
         held where it is (``release_duration``). Fully open rather than back to the pre-grasp
         shape: a squeeze can leave fingers hooked over each other (Shadow's little finger under the
-        ring finger), and the next reach pre-shapes from the same pose as the first did."""
+        ring finger), and the next reach pre-shapes from the same pose as the first did. Where the
+        open hand would collide with the arm at this arm pose (the e2e benchmark met LEAP's open
+        thumb on the UR5e's wrist_1_link after a lift, and the next plan refused that start
+        state), it opens to the pre-grasp shape instead."""
         arm_q, hand_q = ctx.state()
         poses = self.robot.cfg.hand.named_poses
-        target = np.asarray(poses["open"] if "open" in poses else ctx.target.pregrasp_q, float)
+        target = np.asarray(ctx.target.pregrasp_q, float)
+        if "open" in poses:
+            open_q = np.asarray(poses["open"], float)
+            if not self.checker.start_collisions(np.asarray(arm_q, float), open_q):
+                target = open_q
         yield self._timed("release", None, arm_q, np.asarray(hand_q, float), target, self.cfg.release_duration)
 
 
