@@ -141,6 +141,10 @@ def run(args) -> dict:
         cfg = default_config()
         stages = tuple(replace(s, iters=max(1, int(round(s.iters * args.iter_scale)))) for s in cfg.synthesis.stages)
         syn = replace(cfg.synthesis, n_candidates=args.candidates, device=args.device, stages=stages)
+        if args.squeeze_scale is not None:  # every hand's s in squeeze = grasp + s (grasp - pregrasp)
+            from dex_description.config import load_robot_config
+
+            syn = replace(syn, squeeze_scale={load_robot_config(robot_name).hand.name: float(args.squeeze_scale)})
         cfg = replace(cfg, synthesis=syn, top_k=args.grasps)
         proposers = {}
         for kind in args.inputs:  # complete: BODex's floating setting (no table); partial: on the table
@@ -237,7 +241,8 @@ def markdown(results: dict) -> str:
         f"objects `{c['objects']}` (split {c['split']}), {c['placements']} placement(s) each, top {c['grasps']} of "
         f"{c['candidates']} candidates, device `{c['device']}`, {c['torch_threads']} torch thread(s), iteration scale "
         f"{c['iter_scale']}, hold {c['hold']} s per direction, object mass "
-        f"{'objects.yaml' if not c.get('mass') else str(c['mass']) + ' kg'}.",
+        f"{'objects.yaml' if not c.get('mass') else str(c['mass']) + ' kg'}, squeeze scale "
+        f"{'per hand (synthesis config)' if c.get('squeeze_scale') is None else c['squeeze_scale']}.",
         "",
         "| hand | input | objects | grasps | SSR % | PD mm | SPD mm | CDC mm | FVR % | joint std rad | grasps/s | candidates/s | s/object | no proposal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -277,6 +282,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--iter-scale", type=float, default=1.0, help="scale every stage's iterations")
+    p.add_argument("--squeeze-scale", type=float, default=None,
+                   help="s in squeeze = grasp + s (grasp - pregrasp) for every hand (default: the synthesis "
+                        "config's per-hand value, tuned for lifting on the table; BODex: 1)")
     p.add_argument("--mass", type=float, default=0.0,
                    help="[kg] override every object's mass (BODex used 0.03); 0: objects.yaml masses")
     p.add_argument("--hold", type=float, default=1.0, help="[s] force applied per direction")
