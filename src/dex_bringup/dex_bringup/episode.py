@@ -76,7 +76,7 @@ class EpisodeConfig:
 
     timeouts: dict[str, float] = field(default_factory=lambda: {
         "perceive": 5.0, "propose": 20.0, "plan": 10.0, "confirm": 60.0, "reach": 20.0, "preshape": 5.0,
-        "approach": 10.0, "squeeze": 5.0, "lift": 10.0, "verify": 5.0, "release": 5.0,
+        "approach": 10.0, "squeeze": 5.0, "lift": 10.0, "verify": 6.0, "release": 5.0,
     })
     lift_height: float = 0.25
     require_confirm: bool = False

@@ -107,7 +107,7 @@ class OrchestratorSettings:
     scene_wait_s: float = 1.0
     table_clearance: float = 0.01
     self_filter_margin: float = 0.03
-    verify_hold_s: float = 1.0
+    verify_hold_s: float = 2.0
     verify_extra_height: float = 0.4
     held_radius: float = 0.12
     held_margin: float = 0.01
