@@ -117,7 +117,7 @@ def test_release_opens_the_hand_and_keeps_the_arm_still(ports):
     assert np.abs(arm1 - arm0).max() < 0.01
     # where the open hand would hit the arm at this arm pose, it opens to the pre-grasp shape
     ports.squeeze(plan, 10.0, threading.Event())
-    checker = ports.executor.checker
+    checker = ports.executor.arm.planner
     real = checker.start_collisions
     asked = []
 

@@ -216,6 +216,7 @@ class ArmFollower:
 
     def __init__(self, planner):
         base = getattr(planner, "cpu", planner)
+        self.planner = base  # also the executor's collision checks (start_collisions)
         self.ik = base.ik
         self.flange_T_root = np.asarray(base.flange_T_root, dtype=np.float64)
         self.root_T_flange = np.linalg.inv(self.flange_T_root)
@@ -303,7 +304,6 @@ class OpenLoopExecutor(GraspExecutor):
         self.robot = robot
         self.cfg = cfg or default_config()
         self.arm = ArmFollower(planner)
-        self.checker = getattr(planner, "cpu", planner)  # collision checks (start_collisions)
         m = robot.model
         hand = robot.cfg.hand
         self.hand_lower = np.array([m.jnt_range[m.joint(j).id][0] for j in hand.joints])
@@ -415,7 +415,7 @@ class OpenLoopExecutor(GraspExecutor):
         target = np.asarray(ctx.target.pregrasp_q, float)
         if "open" in poses:
             open_q = np.asarray(poses["open"], float)
-            if not self.checker.start_collisions(np.asarray(arm_q, float), open_q):
+            if not self.arm.planner.start_collisions(np.asarray(arm_q, float), open_q):
                 target = open_q
         yield self._timed("release", None, arm_q, np.asarray(hand_q, float), target, self.cfg.release_duration)
 
