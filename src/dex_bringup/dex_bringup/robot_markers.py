@@ -16,6 +16,7 @@ import numpy as np
 def main(argv: list[str] | None = None) -> int:
     import rclpy
     from geometry_msgs.msg import Point, Pose
+    from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
     from sensor_msgs.msg import JointState
     from visualization_msgs.msg import Marker, MarkerArray
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         rclpy.spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, or SIGINT/SIGTERM from the launcher
         pass
     finally:
         node.destroy_node()
