@@ -235,6 +235,7 @@ def test_the_arm_comes_to_rest_after_a_hold_mid_reach(shadow_ports):
 
     from dex_proposal.api import Proposer
     from dex_proposal.api import default_config as proposal_config
+    from dex_proposal.synthesis import default_stages
 
     env = shadow_ports.env
     env.reset(seed=1001, num_objects=1)
@@ -243,7 +244,7 @@ def test_the_arm_comes_to_rest_after_a_hold_mid_reach(shadow_ports):
     cfg = default_config()
     pc = proposal_config()
     syn = replace(pc.synthesis, n_candidates=cfg.n_candidates, table_z=0.0, qp=replace(pc.synthesis.qp, iters=15),
-                  stages=tuple(replace(st, keep=1.0) for st in pc.synthesis.stages))
+                  stages=tuple(replace(st, keep=1.0) for st in default_stages()))
     proposer = Proposer(env.robot, replace(pc, synthesis=syn, top_k=cfg.top_k))
     ports = SimPorts(env, cfg, seed=1001, proposer=proposer)
     cancel = threading.Event()

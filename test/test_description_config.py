@@ -113,6 +113,10 @@ def test_coupling_that_the_model_does_not_have(tmp_path):
         (lambda d: d["hand"]["named_poses"].pop("pre_shape"), "hand.named_poses.pre_shape"),
         (lambda d: d["hand"]["driver"]["joints"][0].__setitem__("joint", "nope"), "hand.driver.joints[0].joint"),
         (lambda d: d.__setitem__("name", "other"), "name"),
+        (lambda d: d["hand"]["synthesis"].__setitem__("squeeze_scale", 0), "hand.synthesis.squeeze_scale"),
+        (lambda d: d["hand"]["synthesis"].__setitem__("stage_iters", {"coarse": -1}), "hand.synthesis.stage_iters"),
+        (lambda d: d["hand"]["synthesis"].__setitem__("stage_iters", {"coarse": 1.5}), "hand.synthesis.stage_iters"),
+        (lambda d: d["hand"]["synthesis"].__setitem__("stage_iter", {}), "hand.synthesis.stage_iter"),
     ],
 )
 def test_malformed_fields(tmp_path, edit, field):
@@ -121,6 +125,14 @@ def test_malformed_fields(tmp_path, edit, field):
         load_robot_config(path)
     assert exc.value.field == field
     assert str(path) in str(exc.value)
+
+
+def test_hand_synthesis_settings_are_optional(tmp_path):
+    leap = load_robot_config("ur5e_leap").hand.synthesis
+    assert leap.squeeze_scale == 0.6 and leap.stage_iters == {"coarse": 120}
+    path = _edited_copy(tmp_path, "ur5e_leap", lambda d: d["hand"].pop("synthesis"))
+    plain = load_robot_config(path).hand.synthesis
+    assert plain.squeeze_scale == 1.0 and plain.stage_iters == {}
 
 
 def test_named_pose_outside_joint_range(tmp_path):

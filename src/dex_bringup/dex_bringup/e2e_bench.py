@@ -132,7 +132,7 @@ def markdown(summaries: list[dict], meta: dict, rows: list[dict]) -> str:
         "",
         f"`{meta['command']}` — {meta['date']}, {meta['machine']}, load average at start {meta['loadavg']}.",
         f"Objects: `{meta['object_set']}`, {meta['num_objects']} per scene; {meta['n_candidates']} grasp candidates "
-        f"per episode (synthesis iterations x {meta.get('iter_scale', 1.0)}); executor `{meta['executor']}`; "
+        f"per episode (synthesis iterations x {meta.get('iter_scale', 1.0)}{', ' + str(meta['stage_iters']) if meta.get('stage_iters') else ''}); executor `{meta['executor']}`; "
         f"up to {meta.get('attempts', 1)} attempts per episode.",
         "Success: an object rose >= 0.15 m and touches the hand after a 2 s hold (ground truth, after the episode). "
         "First attempt: success without a second try (after a failed verify the stack opens the hand and starts "
@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempts", type=int, default=None,
                         help="tries per episode (default: the episode default, 2; 1 = no second try)")
     parser.add_argument("--iter-scale", type=float, default=None, help="scale on the synthesis iterations")
+    parser.add_argument("--stage-iters", default="",
+                        help="set synthesis stages' iterations after the scale, e.g. coarse=120,fine=40")
     parser.add_argument("--images", type=int, default=3, help="episodes per combo saved as images")
     parser.add_argument("--out", default="out/bench/e2e")
     args = parser.parse_args(argv)
@@ -202,13 +204,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.iter_scale <= 0:
             parser.error("--iter-scale must be > 0")
         cfg = replace(cfg, iter_scale=args.iter_scale)
+    if args.stage_iters:
+        from dex_proposal.errors import ConfigError
+        from dex_proposal.synthesis import parse_stage_iters
+
+        try:
+            cfg = replace(cfg, stage_iters=parse_stage_iters(args.stage_iters))
+        except ConfigError as e:
+            parser.error(str(e))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "dexgrasp-e2e-bench " + " ".join(argv if argv is not None else os.sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()), "object_set": args.objects,
             "num_objects": args.num_objects, "n_candidates": cfg.n_candidates, "executor": args.executor,
-            "attempts": cfg.episode.max_attempts, "iter_scale": cfg.iter_scale}
+            "attempts": cfg.episode.max_attempts, "iter_scale": cfg.iter_scale,
+            "stage_iters": cfg.stage_iters}
     rows: list[dict] = []
     summaries = []
     for robot in args.robots:

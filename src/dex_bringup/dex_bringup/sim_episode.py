@@ -66,6 +66,7 @@ class SimEpisodeConfig:
         verify_extra_height: [m] verify's perception workspace reaches this much higher than the
             table scene's (the lifted object is above it).
         iter_scale: Scale on every synthesis stage's iterations (1 = the proposal defaults).
+        stage_iters: Stage name -> iterations, set after the scale (e.g. ``{"coarse": 120}``).
     """
 
     episode: EpisodeConfig = field(default_factory=default_episode_config)
@@ -88,6 +89,7 @@ class SimEpisodeConfig:
     verify_hold_s: float = 2.0
     verify_extra_height: float = 0.4
     iter_scale: float = 1.0
+    stage_iters: dict = field(default_factory=dict)
 
 
 def default_config() -> SimEpisodeConfig:
@@ -376,8 +378,8 @@ def make_proposer(robot, cfg: SimEpisodeConfig):
     from dex_proposal.api import default_config as proposal_config
 
     pc = proposal_config()
-    stages = tuple(replace(st, iters=max(1, round(st.iters * cfg.iter_scale))) for st in pc.synthesis.stages)
-    pc = replace(pc, synthesis=replace(pc.synthesis, n_candidates=cfg.n_candidates, table_z=0.0, stages=stages),
+    pc = replace(pc, synthesis=replace(pc.synthesis, n_candidates=cfg.n_candidates, table_z=0.0,
+                                                         iter_scale=cfg.iter_scale, stage_iters=cfg.stage_iters),
                  top_k=cfg.top_k)
     return Proposer(robot, pc)
 

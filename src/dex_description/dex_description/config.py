@@ -11,7 +11,7 @@ Units: [m], [rad], [s]. Quaternions (w, x, y, z). Vectors over joints follow the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,20 @@ class ArmConfig:
 
 
 @dataclass(frozen=True)
+class HandSynthesis:
+    """Optional ``hand.synthesis``: the grasp synthesis settings that depend on the hand.
+
+    Attributes:
+        squeeze_scale: ``s`` in ``squeeze = grasp + s (grasp - pregrasp)`` (BODex: 1).
+        stage_iters: Synthesis stage name -> iterations for this hand (stages not named keep the
+            synthesis defaults).
+    """
+
+    squeeze_scale: float = 1.0
+    stage_iters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class HandConfig:
     """The hand of a combo (also used alone as a floating hand)."""
 
@@ -190,6 +204,7 @@ class HandConfig:
     model_fixes: tuple[ModelFix, ...] = ()
     visual_mesh_max_faces: int | None = None
     visual_mesh_keep: tuple[str, ...] = ()
+    synthesis: HandSynthesis = field(default_factory=HandSynthesis)
 
     @property
     def actuated_names(self) -> tuple[str, ...]:
@@ -485,6 +500,26 @@ def _arm(node: _Node) -> ArmConfig:
     )
 
 
+def _hand_synthesis(node: _Node) -> HandSynthesis:
+    """Optional ``hand.synthesis`` mapping: ``squeeze_scale`` (> 0) and ``stage_iters`` (name -> int >= 0)."""
+    if node._get("synthesis", None) is None:
+        return HandSynthesis()
+    s = node.child("synthesis")
+    unknown = sorted(set(s.data) - {"squeeze_scale", "stage_iters"})
+    if unknown:
+        raise s.err(unknown[0], "unknown key (known: squeeze_scale, stage_iters)")
+    scale = s.number("squeeze_scale", 1.0)
+    if scale <= 0:
+        raise s.err("squeeze_scale", f"must be > 0, got {scale}")
+    iters = s._get("stage_iters", None) or {}
+    if not isinstance(iters, dict):
+        raise s.err("stage_iters", "must be a mapping stage name -> iterations")
+    for k, v in iters.items():
+        if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise s.err("stage_iters", f"{k!r}: must be a stage name -> an integer >= 0, got {v!r}")
+    return HandSynthesis(squeeze_scale=scale, stage_iters=dict(iters))
+
+
 def _hand(node: _Node) -> HandConfig:
     h = node.child("hand")
     joints = h.str_list("joints")
@@ -512,6 +547,7 @@ def _hand(node: _Node) -> HandConfig:
         model_fixes=_model_fixes(h),
         visual_mesh_max_faces=_max_faces(h),
         visual_mesh_keep=_keep(h),
+        synthesis=_hand_synthesis(h),
     )
 
 

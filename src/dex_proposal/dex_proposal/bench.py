@@ -121,6 +121,7 @@ def run(args) -> dict:
     from PIL import Image
 
     from dex_proposal.api import Proposer, default_config
+    from dex_proposal.synthesis import parse_stage_iters
     from dex_proposal.sim_eval import EvalConfig, FloatingHandEvaluator, ObjectGeometry, summarize
     from dex_proposal.viz import grid_image, render_grasp
     from dex_sim.env import SimEnv
@@ -139,8 +140,8 @@ def run(args) -> dict:
     images_written = []
     for robot_name in args.robots:
         cfg = default_config()
-        stages = tuple(replace(s, iters=max(1, int(round(s.iters * args.iter_scale)))) for s in cfg.synthesis.stages)
-        syn = replace(cfg.synthesis, n_candidates=args.candidates, device=args.device, stages=stages)
+        syn = replace(cfg.synthesis, n_candidates=args.candidates, device=args.device, iter_scale=args.iter_scale,
+                      stage_iters=parse_stage_iters(args.stage_iters))
         if args.squeeze_scale is not None:  # every hand's s in squeeze = grasp + s (grasp - pregrasp)
             from dex_description.config import load_robot_config
 
@@ -282,6 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--iter-scale", type=float, default=1.0, help="scale every stage's iterations")
+    p.add_argument("--stage-iters", default="", help="set stages' iterations after the scale, e.g. coarse=120,fine=40")
     p.add_argument("--squeeze-scale", type=float, default=None,
                    help="s in squeeze = grasp + s (grasp - pregrasp) for every hand (default: the synthesis "
                         "config's per-hand value, tuned for lifting on the table; BODex: 1)")

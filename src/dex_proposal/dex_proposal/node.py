@@ -73,9 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = default_config()
             table = float(g("table_z"))
             scale = float(g("iter_scale"))
-            stages = tuple(replace(s, iters=max(1, int(round(s.iters * scale)))) for s in cfg.synthesis.stages)
             syn = replace(cfg.synthesis, device=str(g("device")), n_candidates=int(g("n_candidates")),
-                          table_z=None if math.isnan(table) else table, stages=stages)
+                          table_z=None if math.isnan(table) else table, iter_scale=scale)
             self.cfg = replace(cfg, synthesis=syn, top_k=int(g("top_k")), check_reach=bool(g("check_reach")))
             self.seed = int(g("seed"))
             self.auto = bool(g("auto_propose"))

@@ -304,22 +304,33 @@ def free_space(observed: np.ndarray, view_dir: np.ndarray, queries: np.ndarray, 
     return out
 
 
-def _grid_values(points: np.ndarray, normals: np.ndarray, queries: np.ndarray, k: int, h: float) -> np.ndarray:
+def _grid_values(points: np.ndarray, normals: np.ndarray, queries: np.ndarray, k: int, h: float,
+                 chunk: int = 16384) -> np.ndarray:
+    """(Q, 4) signed distance [m] and unit normal at ``queries`` (Q, 3) (see module doc).
+
+    Evaluated ``chunk`` queries at a time: the (chunk, k, 3) temporaries stay a few MB (the whole
+    grid at once made ~250 MB of them per call, and their page faults made the build time vary
+    between 0.3 and 0.9 s for the same cloud)."""
     tree = cKDTree(points)
     k = min(k, len(points))
-    dist, idx = tree.query(queries, k=k, workers=-1)
-    if k == 1:
-        dist, idx = dist[:, None], idx[:, None]
-    w = np.exp(-(dist**2 - dist[:, :1] ** 2) / (2 * h * h))
-    p = points[idx]
-    n = normals[idx]
-    plane = np.einsum("qkc,qkc->qk", queries[:, None, :] - p, n)
-    d = (w * plane).sum(1) / w.sum(1)
-    mag = np.maximum(np.abs(d), dist[:, 0] - h)
-    sdf = np.sign(d) * mag
-    nrm = (w[..., None] * n).sum(1)
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
-    return np.concatenate([sdf[:, None], nrm], 1)
+    offset = np.einsum("pc,pc->p", points, normals)  # n_k . p_k: plane_k(x) = n_k . x - n_k . p_k
+    out = np.empty((len(queries), 4))
+    for a in range(0, len(queries), chunk):
+        x = queries[a:a + chunk]
+        dist, idx = tree.query(x, k=k, workers=-1)
+        if k == 1:
+            dist, idx = dist[:, None], idx[:, None]
+        w = np.exp(-(dist**2 - dist[:, :1] ** 2) / (2 * h * h))
+        n = normals[idx]
+        plane = np.einsum("qc,qkc->qk", x, n) - offset[idx]
+        wsum = w.sum(1)
+        d = np.einsum("qk,qk->q", w, plane) / wsum
+        mag = np.maximum(np.abs(d), dist[:, 0] - h)
+        out[a:a + chunk, 0] = np.sign(d) * mag
+        nrm = np.einsum("qk,qkc->qc", w, n)
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
+        out[a:a + chunk, 1:] = nrm
+    return out
 
 
 def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | None = None,

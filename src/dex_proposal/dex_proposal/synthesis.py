@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -123,7 +123,11 @@ class SynthesisConfig:
 
     Attributes:
         n_candidates: Candidates optimised in parallel.
-        stages, weights, init, qp: See their classes. ``qp.mu`` is deliberately below the
+        stages: The stages, or None (the default): :func:`default_stages` with the hand's
+            ``hand.synthesis.stage_iters`` from its robot YAML. Stages given here are used as given.
+        iter_scale: Scale on every stage's iterations (after the hand's settings; at least 1 each).
+        stage_iters: Stage name -> iterations, set last (after ``iter_scale``).
+        weights, init, qp: See their classes. ``qp.mu`` is deliberately below the
             simulator's friction (0.6): a grasp that holds with little friction relies on opposing
             normals, which survives squeezing and model error. ``qp.iters``: ADMM iterations per
             upper-level step, warm-started from the previous step (5; 15 before 2026-12). With
@@ -142,8 +146,9 @@ class SynthesisConfig:
         max_table_penetration: [m] a result whose spheres go below the table by more is rejected.
         pregrasp_table_clearance, pregrasp_max_lift: [m] a pre-grasp whose collision spheres come
             closer to the table than the clearance is raised by the difference, by at most the lift.
-        squeeze_scale: hand name -> ``s`` in ``squeeze = grasp + s (grasp - pregrasp)`` (BODex: 1, i.e.
-            ``2 grasp - pregrasp``; hands not listed use 1). Measured in MuJoCo on a 30 g cylinder,
+        squeeze_scale: hand name -> ``s`` in ``squeeze = grasp + s (grasp - pregrasp)``, overriding the
+            hand's ``hand.synthesis.squeeze_scale`` in its robot YAML (BODex: 1, i.e.
+            ``2 grasp - pregrasp``, the YAML default). History of the YAML values: in MuJoCo on a 30 g cylinder,
             24 grasps each: Shadow SSR 50/88/75 % for s = 0.3/0.6/1.0, LEAP 94/69/31 % (LEAP's
             servos push a light object out of a fingertip grasp when squeezed a full pre-grasp
             margin further). On the table with gravity and the held-out objects (30-300 g), the
@@ -160,7 +165,9 @@ class SynthesisConfig:
     """
 
     n_candidates: int = 128
-    stages: tuple[StageConfig, ...] = field(default_factory=default_stages)
+    stages: tuple[StageConfig, ...] | None = None
+    iter_scale: float = 1.0
+    stage_iters: dict = field(default_factory=dict)
     weights: Weights = field(default_factory=Weights)
     init: InitConfig = field(default_factory=InitConfig)
     qp: QPConfig = field(default_factory=lambda: QPConfig(mu=0.2, beta=0.2, k_lower=0.2, iters=5))
@@ -176,16 +183,18 @@ class SynthesisConfig:
     pregrasp_table_clearance: float = 0.003
     pregrasp_max_lift: float = 0.03
     softmin_temperature: float = 0.002
-    squeeze_scale: dict = field(default_factory=lambda: {"shadow_right": 1.5, "leap_right": 0.6})
+    squeeze_scale: dict = field(default_factory=dict)
     device: str = "cpu"
     dtype: str = "float32"
 
     def validated(self) -> "SynthesisConfig":
         if self.n_candidates < 1:
             raise ConfigError("n_candidates", f"must be >= 1, got {self.n_candidates}")
-        if not self.stages:
+        if self.stages is not None and not self.stages:
             raise ConfigError("stages", "need at least one stage")
-        for i, s in enumerate(self.stages):
+        if not self.iter_scale > 0:
+            raise ConfigError("iter_scale", f"must be > 0, got {self.iter_scale}")
+        for i, s in enumerate(self.stages or ()):
             if s.kind not in ("coarse", "fine"):
                 raise ConfigError(f"stages[{i}].kind", f"must be coarse or fine, got {s.kind!r}")
             if s.iters < 0 or s.margin < 0:
@@ -200,6 +209,51 @@ class SynthesisConfig:
     @property
     def torch_dtype(self) -> torch.dtype:
         return torch.float32 if self.dtype == "float32" else torch.float64
+
+
+def scaled_stages(stages: tuple[StageConfig, ...], scale: float = 1.0,
+                  iters: dict[str, int] | None = None) -> tuple[StageConfig, ...]:
+    """Stages with every stage's iterations scaled by ``scale`` (at least 1 unless 1), then the stages named
+    in ``iters`` (stage name -> iterations) set to exactly that count.
+
+    Raises:
+        ConfigError: ``scale`` <= 0, an unknown stage name or a negative count.
+    """
+    if not scale > 0:
+        raise ConfigError("iter_scale", f"must be > 0, got {scale}")
+    iters = dict(iters or {})
+    names = [s.name for s in stages]
+    for k, v in iters.items():
+        if k not in names:
+            raise ConfigError("stage_iters", f"no stage {k!r} (stages: {', '.join(names)})")
+        if int(v) < 0:
+            raise ConfigError("stage_iters", f"{k}: iterations must be >= 0, got {v}")
+    def count(s: StageConfig) -> int:
+        if s.name in iters:
+            return int(iters[s.name])
+        return s.iters if scale == 1 else max(1, int(round(s.iters * scale)))
+
+    return tuple(replace(s, iters=count(s)) for s in stages)
+
+
+def parse_stage_iters(text: str | list[str] | None) -> dict[str, int]:
+    """``"coarse=120,fine=40"`` (or a list of ``name=N`` items) -> ``{"coarse": 120, "fine": 40}``.
+
+    Raises:
+        ConfigError: an item that is not ``name=integer``.
+    """
+    if not text:
+        return {}
+    items = text.split(",") if isinstance(text, str) else [x for t in text for x in t.split(",")]
+    out = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().lstrip("-").isdigit():
+            raise ConfigError("stage_iters", f"expected name=iterations, got {item!r}")
+        out[name.strip()] = int(value)
+    return out
 
 
 def default_config() -> SynthesisConfig:
@@ -267,6 +321,27 @@ class Synthesizer:
         if thumb and others:
             groups = [(thumb, self.cfg.thumb_min), (others, self.cfg.fingers_min)]
         self.solver = PyramidQP(hand.n_fingers, self.cfg.qp, groups)
+        self.stages = self.resolve_stages(self.cfg, hand)
+        s = self.cfg.squeeze_scale.get(hand.cfg.name, hand.cfg.synthesis.squeeze_scale)
+        if not s > 0:
+            raise ConfigError("squeeze_scale", f"{hand.cfg.name}: must be > 0, got {s}")
+        self.squeeze_scale = float(s)
+
+    @staticmethod
+    def resolve_stages(cfg: SynthesisConfig, hand: HandModel) -> tuple[StageConfig, ...]:
+        """The stages this hand runs: ``cfg.stages`` as given, or the defaults with the hand's
+        ``hand.synthesis.stage_iters``; then ``cfg.iter_scale`` and ``cfg.stage_iters``."""
+        if cfg.stages is None:
+            names = [s.name for s in default_stages()]
+            own = hand.cfg.synthesis.stage_iters
+            bad = [k for k in own if k not in names]
+            if bad:
+                raise ConfigError("hand.synthesis.stage_iters",
+                                  f"{hand.cfg.name} names stage {bad[0]!r}; stages are {', '.join(names)}")
+            stages = scaled_stages(default_stages(), 1.0, own)
+        else:
+            stages = cfg.stages
+        return scaled_stages(stages, cfg.iter_scale, cfg.stage_iters)
 
     # ------------------------------------------------------------------ initialisation
     def initial_poses(self, obj: ObjectSurface, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -418,7 +493,7 @@ class Synthesizer:
         qp_state = None
         snapshots = {}
         ref_tips = None
-        for stage in cfg.stages:
+        for stage in self.stages:
             if stage.margin == 0 and snapshots:  # the pre-grasp fingertips this stage closes from
                 with torch.no_grad():
                     _, _, ex0 = self.energies(obj, t, r6, u, stage.kind, stage.margin, qp_state)
@@ -469,10 +544,10 @@ class Synthesizer:
                 qp_state = None if qp_state is None else qp_state.select(keep)
             timings[stage.name] = time.perf_counter() - ts
         # pre-grasp = end of the last stage with a margin; grasp = end of the last stage
-        pre_name = [s.name for s in cfg.stages if s.margin > 0]
-        pre_name = pre_name[-1] if pre_name else cfg.stages[-1].name
+        pre_name = [s.name for s in self.stages if s.margin > 0]
+        pre_name = pre_name[-1] if pre_name else self.stages[-1].name
         tp, rp, up = snapshots[pre_name]
-        tg, rg, ug = snapshots[cfg.stages[-1].name]
+        tg, rg, ug = snapshots[self.stages[-1].name]
         ts = time.perf_counter()
         with torch.no_grad():
             terms, _, ex = self.energies(obj, tg, rg, ug, "fine", 0.0, qp_state, cfg.qp_iters_first)
@@ -504,8 +579,7 @@ class Synthesizer:
             else:
                 pen_self = torch.zeros_like(penetration)
             cdist = ex["sdf_pad"]
-            s_sq = float(cfg.squeeze_scale.get(hand.cfg.name, 1.0))
-            squeeze = hand.clamp(ug + s_sq * (ug - up))
+            squeeze = hand.clamp(ug + self.squeeze_scale * (ug - up))
         timings["evaluate"] = time.perf_counter() - ts
         finite = torch.isfinite(energy) & torch.isfinite(tg).all(-1) & torch.isfinite(ug).all(-1)
         reasons = []
