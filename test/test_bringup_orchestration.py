@@ -10,6 +10,7 @@ import pytest
 from dex_bringup.orchestration import (
     OrchestratorSettings,
     SettingsError,
+    hand_shape_error,
     obstacle_points,
     parameter_defaults,
     reach_stretch,
@@ -85,6 +86,27 @@ def test_obstacles_are_the_scene_above_the_table():
     assert np.allclose(obstacle_points(scene, z, 0.01), scene[1:3])
     assert len(obstacle_points(scene, None, 0.01)) == 3  # table unknown: every finite point
     assert table_height(np.zeros((0, 3))) is None
+
+
+def test_hand_shape_error_compares_coupled_joints_by_their_sum():
+    from dex_description.config import load_robot_config
+
+    shadow = load_robot_config("ur10e_shadow").hand
+    target = np.asarray(shadow.named_poses["pre_shape"], dtype=np.float64)
+    j1, j2 = shadow.joints.index("rh_RFJ1"), shadow.joints.index("rh_RFJ2")
+    split = target.copy()
+    split[j1] += 0.24  # the tendon's sum on target, split unevenly: the actuator is where it was sent
+    split[j2] -= 0.24
+    assert hand_shape_error(shadow, split, target)[0] == pytest.approx(0.0, abs=1e-12)
+    short = target.copy()
+    short[j1] -= 0.2
+    short[shadow.joints.index("rh_WRJ1")] += 0.05
+    assert hand_shape_error(shadow, short, target) == (pytest.approx(0.2), "rh_RFJ0")
+    leap = load_robot_config("ur5e_leap").hand  # uncoupled: the joint errors themselves
+    q = np.asarray(leap.named_poses["pre_shape"], dtype=np.float64)
+    off = q.copy()
+    off[3] += 0.1
+    assert hand_shape_error(leap, off, q) == (pytest.approx(0.1), leap.joints[3])
 
 
 def test_verify_decision():

@@ -435,6 +435,55 @@ def test_invalid_start_states(robot, planner):
     assert planner.select(planner.home, open_q, [], scene).status == STATUS_INVALID
 
 
+def _robot_only(pairs) -> bool:
+    return bool(pairs) and not any(a.startswith("env/") or b.startswith("env/") for a, b in pairs)
+
+
+def test_a_start_state_in_self_collision_is_left_by_a_short_move(robot, planner):
+    """A start just inside a self-collision of the planner's model (where a lift can leave the real
+    or simulated arm): the trajectory first moves straight out of it, meeting no other pair, then
+    plans as usual; with the escape turned off, or with the environment in the contact, refused."""
+    rng = np.random.default_rng(4)
+    open_q = np.asarray(robot.cfg.hand.named_poses["open"])
+    sc, _ = reachable_scenario(rng, planner, 0)
+    scene = sc.planning_scene(0.005)
+    planner.set_scene(scene)
+    start = None
+    for q in _random_arm(rng, planner, 500):  # the boundary between home and a self-colliding state
+        if not _robot_only(planner.start_collisions(q, open_q)):
+            continue
+        free, hit = planner.home.copy(), q.copy()
+        for _ in range(30):
+            mid = 0.5 * (free + hit)
+            free, hit = (free, mid) if planner.start_collisions(mid, open_q) else (mid, hit)
+        if _robot_only(planner.start_collisions(hit, open_q)):
+            start = hit
+            break
+    assert start is not None
+    pairs = set(planner.start_collisions(start, open_q))
+    res = planner.select(start, open_q, [_proposal(robot, sc)], scene)
+    assert res.success, (res.message, res.rejections)
+    assert "start-state self-collision" in res.message
+    arm, hand = res.arm, res.hand
+    assert np.allclose(arm.q[0], start) and np.all(np.diff(arm.t) > 0)
+    assert hand.duration == pytest.approx(arm.duration)
+    vlim, alim = robot.cfg.arm.velocity_limits, robot.cfg.arm.acceleration_limits
+    assert max(fd_limit_ratios(arm, vlim, alim)) <= 1.0 + 1e-6
+    # the escape: the hand holds; the arm meets only the start's pairs until it is free
+    first_free = next(k for k, q in enumerate(arm.q) if not planner.start_collisions(q, open_q))
+    assert 0 < first_free and np.abs(arm.q[first_free] - start).max() <= max(planner.cfg.search.start_escape) + 1e-9
+    assert np.allclose(hand.q[: first_free + 1], open_q)
+    for q in arm.q[:first_free]:
+        got = {tuple(p) for p in planner.start_collisions(q, open_q)}
+        assert got <= pairs | {(b, a) for a, b in pairs}
+    # from where the escape ends, the plan is the ordinary one (free in the model's own dense check)
+    assert np.allclose(res.attempt.arm.q[0], arm.q[np.argmin(np.abs(arm.t - (arm.duration - res.attempt.arm.duration)))])
+    assert check_trajectory(planner, res.attempt.arm, sc.hand_q)["collision_index"] is None
+    off = CpuPlanner(robot, replace(planner.cfg, search=replace(planner.cfg.search, start_escape=())))
+    res = off.select(start, open_q, [_proposal(robot, sc)], scene)
+    assert res.status == STATUS_INVALID and "start state in collision" in res.message and res.arm is None
+
+
 def test_preshape_collision_at_start(robot, planner):
     """A block where a fingertip goes while pre-shaping (but not where it is): typed rejection."""
     m = robot.model

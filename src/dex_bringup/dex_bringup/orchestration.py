@@ -61,7 +61,8 @@ class OrchestratorSettings:
         control_rate_hz: [Hz] rate of streamed hand targets (JointState hand drivers).
         track_tol: [rad] largest arm joint error at the end of a segment.
         settle_s: [s] time after a segment's nominal end for the arm to come within ``track_tol``.
-        preshape_tol: [rad] largest hand joint error from the pre-grasp shape after the reach.
+        preshape_tol: [rad] largest hand actuator error from the pre-grasp shape after the reach
+            (coupled joints compared by their sum, see :func:`hand_shape_error`).
         hold_s: [s] time from the stop command to the hold point (stop ramp of the controllers).
         state_timeout_s: [s] joint states older than this mean the driver is silent.
         service_wait_s: [s] how long a stage waits for a service to appear before reporting its node.
@@ -245,6 +246,21 @@ def sample_at(tq: float, t: np.ndarray, values: np.ndarray) -> np.ndarray:
 def tracking_error(measured: np.ndarray, target: np.ndarray) -> float:
     """Largest absolute joint error [rad] between ``measured`` and ``target`` (n,)."""
     return float(np.abs(np.asarray(measured, dtype=np.float64) - np.asarray(target, dtype=np.float64)).max(initial=0.0))
+
+
+def hand_shape_error(hand, measured: np.ndarray, target: np.ndarray) -> tuple[float, str]:
+    """Largest actuator error [rad] of hand joints ``measured`` against ``target`` (n,) and the
+    actuator's name. Compared in actuator space (``hand.actuated_from_joints``: a coupled actuator's
+    value is the sum of its joints): a position-controlled hand commands actuators, and how a
+    tendon-coupled pair (Shadow's J1 + J2) splits its sum after touching an object is not commanded
+    (measured: a ring finger whose J1 stayed 0.24 rad from an equal split, with the sum on target,
+    failed the pre-shape check of a second attempt joint by joint)."""
+    err = np.abs(hand.actuated_from_joints(np.asarray(measured, dtype=np.float64))
+                 - hand.actuated_from_joints(np.asarray(target, dtype=np.float64)))
+    if not len(err):
+        return 0.0, ""
+    k = int(np.argmax(err))
+    return float(err[k]), str(hand.actuated_names[k])
 
 
 # ------------------------------------------------------------------------------------------ perception

@@ -78,6 +78,7 @@ from dex_bringup.episode import Cancelled, GraspEpisode, Goal, NodeUnavailable, 
 from dex_bringup.orchestration import (
     OrchestratorSettings,
     SelfFilter,
+    hand_shape_error,
     held_object_points,
     obstacle_points,
     parameter_defaults,
@@ -582,11 +583,11 @@ class RosPorts:
         deadline = time.monotonic() + min(timeout, self.s.settle_s)
         while True:
             _, hand_q = self.measured()
-            err = tracking_error(hand_q, plan.target.pregrasp_q)
+            err, worst = hand_shape_error(self.robot.cfg.hand, hand_q, plan.target.pregrasp_q)
             if err <= self.s.preshape_tol:
                 return
             if time.monotonic() > deadline:
-                raise StageFailed(f"preshape: the hand is {err:.2f} rad from its pre-grasp shape")
+                raise StageFailed(f"preshape: the hand is {err:.2f} rad from its pre-grasp shape ({worst})")
             if cancel.wait(0.02):
                 raise Cancelled("cancelled during preshape")
 

@@ -53,7 +53,8 @@ class SimEpisodeConfig:
         prompt: Perception prompt when the goal has none.
         self_filter_margin: [m] obstacle points less than this outside the robot's collision
             spheres (at the measured joints) are the robot itself, not obstacles (as in the orchestrator).
-        preshape_tol: [rad] largest hand joint error from the pre-grasp shape after the reach.
+        preshape_tol: [rad] largest hand actuator error from the pre-grasp shape after the reach
+            (coupled joints compared by their sum).
         preshape_wait_s: [s] how long the preshape stage waits for the hand to get there.
         held_radius: [m] verify looks for the lifted object within this distance of where it should be.
         held_margin: [m] scene points less than this outside the robot's spheres are the robot (verify).
@@ -276,14 +277,16 @@ class SimPorts:
     def preshape(self, plan: Planned, timeout: float, cancel: threading.Event) -> None:
         # the planner's hand trajectory already shaped the hand before the arm moved: wait until it
         # is there (up to preshape_wait_s, as the orchestrator waits up to settle_s)
+        from dex_bringup.orchestration import hand_shape_error
+
         waited = 0.0
         while True:
             _, hand_q = self.env.model_joint_positions()
-            err = float(np.abs(hand_q - plan.target.pregrasp_q).max())
+            err, worst = hand_shape_error(self.env.robot.cfg.hand, hand_q, plan.target.pregrasp_q)
             if err <= self.cfg.preshape_tol:
                 return
             if waited >= self.cfg.preshape_wait_s or cancel.is_set():
-                raise StageFailed(f"preshape: the hand is {err:.2f} rad from its pre-grasp shape")
+                raise StageFailed(f"preshape: the hand is {err:.2f} rad from its pre-grasp shape ({worst})")
             self.env.step_time(self.cfg.control_dt)
             waited += self.cfg.control_dt
 

@@ -101,6 +101,13 @@ class SearchConfig:
             the start (retreat), above the goal, or back from the goal along the palm normal
             (approach); empty: skip.
         seed: OMPL's RNG seed (>= 1), set once per process (reproducible single-threaded runs).
+        start_escape: A start state whose only collisions are between the robot's own links (the
+            robot stands there, e.g. a UR10e's forearm against the Shadow hand's forearm after a
+            lift, but the planner's conservative model calls it a collision) is left by a short
+            straight move to the nearest free state found at these joint distances [rad] (largest
+            joint change), along which no pair collides that did not at the start (MoveIt's
+            "fix start state collision"); empty: refuse such a start as before.
+        start_escape_samples: Random directions tried per distance (seeded).
     """
 
     planner: str = "RRTConnect"
@@ -111,6 +118,8 @@ class SearchConfig:
     try_direct: bool = True
     via_lifts: tuple[float, ...] = (0.15, 0.3)
     seed: int = 1
+    start_escape: tuple[float, ...] = (0.03, 0.06, 0.12, 0.2)
+    start_escape_samples: int = 24
 
 
 @dataclass(frozen=True)
@@ -225,6 +234,9 @@ def validate(cfg: PlannerConfig) -> PlannerConfig:
     _check(0 < s.joint_window <= 2 * math.pi, "search.joint_window", "must be in (0, 2 pi]")
     _check(s.range >= 0 and s.simplify_time >= 0, "search.range", "range and simplify_time must be >= 0")
     _check(int(s.seed) >= 1, "search.seed", "must be >= 1 (OMPL rejects 0)")
+    _check(all(math.isfinite(r) and 0 < r <= 1.0 for r in s.start_escape), "search.start_escape",
+           f"distances must be in (0, 1] rad, got {s.start_escape!r}")
+    _check(int(s.start_escape_samples) >= 1, "search.start_escape_samples", "must be >= 1")
     t = cfg.timing
     for name in ("velocity_scale", "acceleration_scale"):
         v = getattr(t, name)

@@ -35,6 +35,7 @@ from dex_planning.interface import (
     Trajectory,
 )
 from dex_planning.scene import PlanningScene
+from dex_planning.timing import TrapezoidSegment, sample_times
 
 _LIMIT_TOL = 1e-3  # [rad] slack on the joint limits of proposals' hand joints
 # [rad] slack on measured start states: a finger or joint pushed against its stop (by contact, or a
@@ -245,10 +246,15 @@ class ArmPlanner(ABC):
             pairs = self.start_collisions(start_q, start_hand_q)
         except InvalidInputError as exc:
             return done(SelectionResult(False, STATUS_INVALID, str(exc)))
-        if pairs:
-            return done(SelectionResult(False, STATUS_INVALID, "start state in collision: " + _pairs_text(pairs)))
         if not proposals:
             return done(SelectionResult(False, STATUS_INVALID, "no proposals"))
+        escape = None
+        plan_q = start_q
+        if pairs:
+            escape = self.escape_start(start_q, start_hand_q, pairs)
+            if escape is None:
+                return done(SelectionResult(False, STATUS_INVALID, "start state in collision: " + _pairs_text(pairs)))
+            plan_q = escape.q[-1].copy()
         rejections: list[Rejection] = []
         for i, prop in enumerate(proposals):
             now = time.monotonic()
@@ -261,7 +267,7 @@ class ArmPlanner(ABC):
                 rejections.append(Rejection(i, REASON_INVALID, str(prop)))
                 continue
             try:
-                attempt = self._try(start_q, start_hand_q, prop, min(end, now + self.cfg.proposal_timeout))
+                attempt = self._try(plan_q, start_hand_q, prop, min(end, now + self.cfg.proposal_timeout))
             except InvalidInputError as exc:
                 rejections.append(Rejection(i, REASON_INVALID, str(exc)))
                 continue
@@ -272,11 +278,48 @@ class ArmPlanner(ABC):
                                     self.robot.cfg.hand.velocity_limits, self.cfg.timing.hand_speed_scale,
                                     self.cfg.timing.hand_min_duration, self.cfg.timing.sample_dt)
             arm = attempt.arm.shifted(hand.duration)
-            hand = hold_until(hand, arm.duration)
             msg = f"planned to proposal {i} ('{prop.id}') after {len(rejections)} rejection(s)"
+            if escape is not None:  # the arm leaves the start-state contact first, the hand waits
+                hand = hand.shifted(escape.duration)
+                arm = concatenate(escape, arm)
+                msg += (f"; first moved {np.abs(plan_q - start_q).max():.3f} rad out of a start-state "
+                        f"self-collision ({_pairs_text(pairs)})")
+            hand = hold_until(hand, arm.duration)
             return done(SelectionResult(True, STATUS_OK, msg, i, arm, hand, attempt, rejections))
         return done(SelectionResult(False, STATUS_NO_FEASIBLE, f"none of {len(proposals)} proposals is feasible",
                                     rejections=rejections))
+
+    def escape_start(self, start_q: np.ndarray, start_hand_q: np.ndarray,
+                     pairs: Sequence[tuple[str, str]]) -> Trajectory | None:
+        """The short straight arm move out of a start state in self-collision (see
+        ``SearchConfig.start_escape``): for each distance [rad] in order, ``start_escape_samples``
+        seeded random directions (max-norm = the distance, clipped to the joint limits); the first
+        collision-free state whose straight path from the start (checked every 0.01 rad) meets no
+        pair that did not collide at the start. Rest to rest at the planner's velocity and
+        acceleration limits. None where a pair involves the environment (``env/...``: the robot
+        must not move through it) or nothing is found."""
+        s = self.cfg.search
+        if not s.start_escape or any(a.startswith("env/") or b.startswith("env/") for a, b in pairs):
+            return None
+        allowed = set(pairs) | {(b, a) for a, b in pairs}
+        rng = np.random.default_rng(int(s.seed))
+        for r in s.start_escape:
+            d = rng.uniform(-1.0, 1.0, (int(s.start_escape_samples), len(start_q)))
+            d /= np.abs(d).max(axis=1, keepdims=True)
+            for q in np.clip(start_q + r * d, self.arm_lower, self.arm_upper):
+                if self.start_collisions(q, start_hand_q):
+                    continue
+                steps = max(2, int(np.ceil(np.abs(q - start_q).max() / 0.01)))
+                path_ok = all(set(self.start_collisions(start_q + f * (q - start_q), start_hand_q)) <= allowed
+                              for f in np.linspace(0.0, 1.0, steps + 1)[1:-1])
+                if not path_ok:
+                    continue
+                seg = TrapezoidSegment.plan(start_q, q, self.vlim, self.alim, self.cfg.timing.limit_margin)
+                t = sample_times(seg.duration, self.cfg.timing.check_dt)
+                qs, qd, qdd = seg.evaluate(t)
+                qs[0], qs[-1] = start_q, q
+                return Trajectory(self.arm_joints, t, qs, qd, qdd)
+        return None
 
     def _try(self, start_q, start_hand_q, prop: ProposalTarget, deadline: float) -> PlanAttempt:
         T = np.asarray(prop.world_T_root, dtype=np.float64)
@@ -293,6 +336,15 @@ class ArmPlanner(ABC):
             return PlanAttempt(False, REASON_PRESHAPE_COLLISION,
                                "pre-shaping the hand at the start state collides: " + _pairs_text(pairs))
         return self.plan_to_pose(start_q, flange_target(T, self.flange_T_root), h, deadline)
+
+
+def concatenate(first: Trajectory, then: Trajectory) -> Trajectory:
+    """``first`` followed by ``then`` (whose first state must be ``first``'s last, both at rest there)."""
+    if not np.allclose(first.q[-1], then.q[0], atol=1e-9):
+        raise PlanningError("trajectories to concatenate do not meet")
+    return Trajectory(first.joint_names, np.concatenate([first.t, then.t[1:] + first.duration]),
+                      np.concatenate([first.q, then.q[1:]]), np.concatenate([first.qd, then.qd[1:]]),
+                      np.concatenate([first.qdd, then.qdd[1:]]))
 
 
 def _pairs_text(pairs: Sequence[tuple[str, str]], n: int = 3) -> str:
