@@ -118,11 +118,19 @@ def test_verify_decision():
     assert ok is False and "dropped" in why
     ok, why = verify_verdict("no_table", "no plane", True, 0.3)
     assert ok is None and "could not look" in why and "no_table" in why
-    # the fingers are blocked, but nothing except the hand is where the object should be
-    ok, why = verify_verdict("bad_prompt", "no object within 5 cm", True, 0.3, held=3, min_held=20)
-    assert ok is False and "knocked away or hidden" in why and "3 points" in why
-    ok, why = verify_verdict("bad_prompt", "no object within 5 cm", True, 0.3, held=20, min_held=20)
-    assert ok is True and "20 points seen" in why
+    # seen in the hand: held, even with the fingers near the squeeze target (a light object)
+    ok, why = verify_verdict("bad_prompt", "no object within 5 cm", False, 0.01, held=10, min_held=10)
+    assert ok is True and "seen in the hand (10 points" in why
+    # not seen, fingers held apart: hidden behind the hand
+    ok, why = verify_verdict("bad_prompt", "no object within 5 cm", True, 0.3, held=3, min_held=10)
+    assert ok is True and "3 points seen" in why and "hidden" in why
+    # not seen and the fingers closed: dropped
+    ok, why = verify_verdict("bad_prompt", "no object within 5 cm", False, 0.01, held=9, min_held=10)
+    assert ok is False and "dropped" in why and "9 points" in why
+    # the points never outweigh an object still where it stood
+    assert verify_verdict("ok", "1 object(s)", True, 0.3, held=500, min_held=10)[0] is False
+    # min_held <= 0: the fingers alone decide
+    assert verify_verdict("bad_prompt", "", False, 0.01, held=500, min_held=0)[0] is False
 
 
 def test_trajectory_times_never_wrap_to_zero():

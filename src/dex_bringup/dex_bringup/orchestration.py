@@ -78,8 +78,9 @@ class OrchestratorSettings:
             should be (its perceived centroid moved with the wrist since the squeeze).
         held_margin: [m] there, scene points less than this outside the robot's collision spheres
             are the robot.
-        min_held_points: verify calls the object held only when at least this many scene points
-            that are neither the table nor the robot are seen there (0: no such check).
+        min_held_points: verify calls the lifted object held when at least this many scene points
+            that are neither the table nor the robot are seen there, or else when the fingers are
+            held short of the squeeze target (:func:`verify_verdict`; 0: the fingers alone decide).
         max_attempts: Tries per goal (:class:`dex_bringup.episode.EpisodeConfig`): after a failed
             verify the hand opens where it is and the episode starts again from perception with
             another synthesis seed; after a propose/plan failure it starts again at once.
@@ -112,7 +113,7 @@ class OrchestratorSettings:
     verify_extra_height: float = 0.4
     held_radius: float = 0.12
     held_margin: float = 0.01
-    min_held_points: int = 20
+    min_held_points: int = 10
     max_attempts: int = 2
     timeouts: dict[str, float] = field(default_factory=_stage_timeouts)
 
@@ -342,14 +343,24 @@ def verify_verdict(status: str, message: str, blocked: bool, gap: float, held: i
                    min_held: int = 0) -> tuple[bool | None, str]:
     """The verify stage's decision, without ground truth.
 
+    The place the object stood must be empty; then the object counts as lifted when at least
+    ``min_held`` scene points are seen where it should be if it went up with the hand (whatever
+    the fingers do: light objects let position-controlled fingers come close to the squeeze
+    target), or, seen or not, when the fingers are held short of the squeeze target (an object
+    hidden from the camera behind the hand). Only an empty place with neither is a drop. Measured on
+    the end-to-end benchmark (40 episodes per combo, 104 verify decisions against the simulator's
+    state at that moment; ``dexgrasp-e2e-bench`` logs both): the earlier rule (fingers held short
+    AND at least 20 points seen) called 15 lifted objects dropped (10 LEAP grasps whose fingers
+    reached within 0.05 rad of the target with 16-757 points seen; 5 hidden objects with 0-13
+    points seen); this one 1 (no verdict changed for an object that was not lifted, except that one).
+
     Args:
         status: Perception's SegmentObject status for the prompt ``point`` at the target's pre-grasp
             centroid, on a frame taken after the lift.
         message: Perception's message (for the reason).
         blocked, gap: :func:`dex_policy.executor.fingers_blocked` on the measured hand joints.
         held: :func:`held_object_points` on the same frame (None: not looked at).
-        min_held: Fewer held points than this: the object is not in the hand (knocked away, or
-            hidden behind the hand with the fingers blocked by each other).
+        min_held: Seen points that make the object held (<= 0: not used, the fingers decide).
 
     Returns:
         ``(True, why)`` lifted and held; ``(False, why)`` not; ``(None, why)``: perception could
@@ -359,10 +370,13 @@ def verify_verdict(status: str, message: str, blocked: bool, gap: float, held: i
         return False, "verify: the object is still where it stood (not lifted)"
     if status not in PLACE_EMPTY_STATUSES:
         return None, f"verify: perception could not look ({status}: {message})"
+    looked = held is not None and min_held > 0
+    if looked and held >= min_held:
+        return True, (f"object gone from the table and seen in the hand ({held} points; fingers {gap:.2f} rad "
+                      "short of the squeeze target)")
     if not blocked:
-        return False, f"verify: the fingers closed on nothing (gap {gap:.3f} rad to the squeeze target): object dropped"
-    if held is not None and held < min_held:
-        return False, (f"verify: nothing but the hand is seen where the object should be ({held} points): "
-                       "knocked away or hidden")
-    seen = "" if held is None else f", {held} points seen"
+        seen = f" and {held} points seen there" if looked else ""
+        return False, (f"verify: the fingers closed on nothing (gap {gap:.3f} rad to the squeeze target){seen}: "
+                       "object dropped")
+    seen = f"; {held} points seen: hidden behind the hand?" if looked else ""
     return True, f"object gone from the table and held (fingers {gap:.2f} rad short of the squeeze target{seen})"

@@ -23,12 +23,13 @@ It runs :class:`dex_bringup.episode.GraspEpisode` (perceive -> propose -> plan -
   arm JointTrajectory (positions + velocities) each and hand targets;
 * verify: after holding the lifted object ``verify_hold_s``, on one frame taken after the hold
   (perception's workspace box raised by ``verify_extra_height`` for that request): perception no
-  longer finds an object at the target's perceived centroid (prompt ``point x y z``), the measured
-  fingers are held short of the squeeze target (:func:`dex_policy.executor.fingers_blocked`), and
+  longer finds an object at the target's perceived centroid (prompt ``point x y z``), and either
   at least ``min_held_points`` scene points that are neither the table nor the robot lie within
   ``held_radius`` of where the object should be if it went up with the hand
-  (:func:`dex_bringup.orchestration.held_object_points`; the same checks as the in-process
-  simulated episode).
+  (:func:`dex_bringup.orchestration.held_object_points`) or the measured fingers are held short of
+  the squeeze target (:func:`dex_policy.executor.fingers_blocked`: an object hidden behind the
+  hand); :func:`dex_bringup.orchestration.verify_verdict`, the same rule as the in-process
+  simulated episode.
 
 Drivers (robot YAML ``driver`` sections; names and offsets by :mod:`dex_description.drivers`):
 arm on ``arm.driver.command_topic`` (UR: ``/scaled_joint_trajectory_controller/joint_trajectory``);

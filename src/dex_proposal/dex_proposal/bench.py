@@ -243,7 +243,7 @@ def markdown(results: dict) -> str:
         f"{c['candidates']} candidates, device `{c['device']}`, {c['torch_threads']} torch thread(s), iteration scale "
         f"{c['iter_scale']}, hold {c['hold']} s per direction, object mass "
         f"{'objects.yaml' if not c.get('mass') else str(c['mass']) + ' kg'}, squeeze scale "
-        f"{'per hand (synthesis config)' if c.get('squeeze_scale') is None else c['squeeze_scale']}.",
+        f"{'per hand (robot YAML hand.synthesis)' if c.get('squeeze_scale') is None else c['squeeze_scale']}.",
         "",
         "| hand | input | objects | grasps | SSR % | PD mm | SPD mm | CDC mm | FVR % | joint std rad | grasps/s | candidates/s | s/object | no proposal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
