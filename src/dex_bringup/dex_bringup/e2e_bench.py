@@ -111,6 +111,8 @@ def summarise(robot: str, rows: list[dict]) -> dict:
     failures = Counter(_reason_key(r["stage_reached"], r["reason"]) for r in rows if not r["success"])
     agree = sum(r["success"] == r["stack_success"] for r in rows)
     first = sum(r.get("first_attempt_success", False) for r in rows)
+    # every verify decision (all attempts) against the simulator's state at that moment
+    checks = [v for r in rows for v in (r.get("log") or {}).get("verify_attempts", []) if "verdict" in v]
     return {
         "robot": robot, "episodes": n, "success": len(ok), "success_rate": len(ok) / n if n else None,
         "first_attempt_success": first, "first_attempt_success_rate": first / n if n else None,
@@ -121,6 +123,10 @@ def summarise(robot: str, rows: list[dict]) -> dict:
         "episode_sim_p50_s": _pct([r["episode_sim_s"] for r in rows], 50),
         "verdict_agreement": agree,
         "false_success": sum(r["stack_success"] and not r["success"] for r in rows),
+        "verify_decisions": len(checks),
+        "verify_correct": sum(v["verdict"] == v["truth_lifted"] for v in checks),
+        "verify_false_drop": sum(v["truth_lifted"] and not v["verdict"] for v in checks),
+        "verify_false_lift": sum(v["verdict"] and not v["truth_lifted"] for v in checks),
         "failures": dict(failures.most_common()),
     }
 
@@ -140,15 +146,20 @@ def markdown(summaries: list[dict], meta: dict, rows: list[dict]) -> str:
         "Depth -> trajectory: the first attempt's depth frame to its first executable trajectory.",
         "Targets (issue 7): success >= 70 % on held-out objects; depth -> first trajectory p50 <= 1.5 s on CPU.",
         "",
-        "| combo | episodes | success | first attempt | depth -> trajectory p50 [s] | p95 [s] | episode p50 [s] (wall) | sim time p50 [s] | stack verdict = truth | false successes |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Verify decisions = simulator: each verify decision (every attempt) against the simulator's state at "
+        "that moment (lifted >= half the success height and touching the hand); the stack never reads it.",
+        "",
+        "| combo | episodes | success | first attempt | depth -> trajectory p50 [s] | p95 [s] | episode p50 [s] (wall) | sim time p50 [s] | stack verdict = truth | false successes | verify decisions = simulator (false drop / false lift) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     pct = lambda k, n: f"{k} ({f(100 * k / n if n else None, '{:.0f}')} %)"  # noqa: E731
     for s in summaries:
         lines.append(f"| {s['robot']} | {s['episodes']} | {pct(s['success'], s['episodes'])} | "
                      f"{pct(s['first_attempt_success'], s['episodes'])} | "
                      f"{f(s['depth_to_trajectory_p50_s'])} | {f(s['depth_to_trajectory_p95_s'])} | {f(s['episode_wall_p50_s'], '{:.1f}')} | "
-                     f"{f(s['episode_sim_p50_s'], '{:.1f}')} | {s['verdict_agreement']}/{s['episodes']} | {s['false_success']} |")
+                     f"{f(s['episode_sim_p50_s'], '{:.1f}')} | {s['verdict_agreement']}/{s['episodes']} | {s['false_success']} | "
+                     f"{s.get('verify_correct', 0)}/{s.get('verify_decisions', 0)} ({s.get('verify_false_drop', 0)} / "
+                     f"{s.get('verify_false_lift', 0)}) |")
     lines += ["", "Failures by stage and reason:", ""]
     for s in summaries:
         items = "; ".join(f"{k}: {v}" for k, v in s["failures"].items()) or "none"

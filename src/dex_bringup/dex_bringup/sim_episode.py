@@ -365,6 +365,7 @@ class SimPorts:
                                 and o["touching_hand"] for n, o in truth.items())})
         ok, why = verify_verdict("ok" if still_there else "nothing_in_workspace", "", blocked, gap, held,
                                  self.cfg.min_held_points)
+        self.log["verify_attempts"][-1]["verdict"] = bool(ok)
         return bool(ok), why
 
     def stop_motion(self) -> None:
