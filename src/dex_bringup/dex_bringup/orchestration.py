@@ -372,7 +372,7 @@ def verify_verdict(status: str, message: str, blocked: bool, gap: float, held: i
         return None, f"verify: perception could not look ({status}: {message})"
     looked = held is not None and min_held > 0
     if looked and held >= min_held:
-        return True, (f"object gone from the table and seen in the hand ({held} points; fingers {gap:.2f} rad "
+        return True, (f"object gone from the table and held: seen in the hand ({held} points; fingers {gap:.2f} rad "
                       "short of the squeeze target)")
     if not blocked:
         seen = f" and {held} points seen there" if looked else ""
