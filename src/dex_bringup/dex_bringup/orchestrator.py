@@ -570,7 +570,8 @@ class RosPorts:
             if err <= self.s.track_tol:
                 return
             if time.monotonic() > settle_until:
-                raise StageFailed(f"{motion.stage}: the arm ended {err:.3f} rad from its target (blocked?)")
+                worst = self.robot.cfg.arm.joints[int(np.argmax(np.abs(np.asarray(arm_q) - motion.arm_goal)))]
+                raise StageFailed(f"{motion.stage}: the arm ended {err:.3f} rad from its target ({worst}; blocked?)")
             if time.monotonic() - start > timeout:
                 raise StageFailed(f"{motion.stage}: motion did not finish within {timeout:.1f} s")
             if cancel.wait(0.02):

@@ -263,9 +263,11 @@ class SimPorts:
                 env.cancel()
                 raise StageFailed(f"{stage}: motion did not finish within {timeout:.0f} s")
         if arm_q is not None:
-            err = np.abs(env.model_joint_positions()[0] - arm_q[-1]).max()
+            errs = np.abs(env.model_joint_positions()[0] - arm_q[-1])
+            err = float(errs.max())
             if err > self.cfg.track_tol:
-                raise StageFailed(f"{stage}: the arm ended {err:.3f} rad from its target (blocked?)")
+                worst = self.robot.cfg.arm.joints[int(np.argmax(errs))]
+                raise StageFailed(f"{stage}: the arm ended {err:.3f} rad from its target ({worst}; blocked?)")
 
     def reach(self, plan: Planned, timeout: float, cancel: threading.Event) -> None:
         sel = plan.selection
