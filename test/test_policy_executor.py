@@ -185,6 +185,36 @@ def test_lift_leans_toward_the_base_where_a_straight_lift_runs_out_of_reach(setu
     assert np.linalg.norm(reached[:3, 3] - end[:3, 3]) < 1e-3
 
 
+def test_a_lift_that_would_meet_the_robot_itself_stops_short_of_it(setup, monkeypatch):
+    """The planner's model reports the arm against the hand above some height (as a UR10e's forearm
+    met the Shadow hand's forearm in a lift): every lift variant meets it, so the lift ends three
+    samples before the contact, if that is still half the height; lower, it is refused. Contacts
+    with the environment, or present from the start, do not count."""
+    robot, planner, ex = setup
+    q0 = planner.home.copy()
+    tgt = _target(robot, ex, q0)
+    z0 = ex.arm.wrist_pose(q0)[2, 3]
+    ctx = ExecutionContext(tgt, lambda: (q0, tgt.squeeze_q), lift_height=0.2)
+    pair = ("forearm_link/geom1", "palm/hull")
+    limit = {"z": 0.13}
+
+    def fake(arm_q, hand_q):
+        up = ex.arm.wrist_pose(np.asarray(arm_q))[2, 3] - z0
+        return [("wrist_3_link/geom0", "palm/hull"), ("palm/hull", "env/table")] + ([pair] if up > limit["z"] else [])
+
+    monkeypatch.setattr(ex.arm.planner, "start_collisions", fake)
+    (seg,) = list(ex.lift(ctx))
+    rise = seg.world_T_root[-1][2, 3] - z0
+    assert 0.1 <= rise < 0.13
+    assert all(pair not in fake(q, None) for q in seg.arm_q)
+    limit["z"] = 0.08  # free for less than half the lift: refused, naming the pair
+    with pytest.raises(UnsafeMotion, match="forearm_link/geom1 <-> palm/hull"):
+        list(ex.lift(ctx))
+    limit["z"] = 1.0  # never met: the full lift
+    (seg,) = list(ex.lift(ctx))
+    assert seg.world_T_root[-1][2, 3] - z0 == pytest.approx(0.2, abs=1e-6)
+
+
 def test_hand_targets_a_hair_outside_the_limits_are_clipped_far_ones_refused(setup):
     """A squeeze target 2 mrad past a joint stop (the e2e benchmark met one: the proposal's limits
     round differently) is clipped onto the stop; 0.3 rad past it is refused, nothing sent."""

@@ -11,7 +11,8 @@ each stage yields :class:`MotionSegment` s that the caller sends to the drivers 
   wrist moves straight up by the lift height, orientation and hand held; where the arm cannot
   follow a straight lift (it would stretch out to the elbow singularity, or leave the workspace),
   the lift leans toward the arm's base (``lift_lean``, up to 45 deg) and, last, is shortened to no
-  less than ``lift_min_fraction`` of the height. The arm follows the wrist
+  less than ``lift_min_fraction`` of the height; where every such lift would make the robot touch
+  itself (the planner's collision model), it stops short of the contact (``lift_self_check``). The arm follows the wrist
   path by IK (seeded along the path), sampled on a minimum-jerk time scaling whose duration is
   stretched until every joint is within ``speed_scale`` x its velocity limit.
 * A learned closed-loop policy implements the same three methods and yields many short segments,
@@ -68,6 +69,13 @@ class ExecutorConfig:
         lift_lean: [m] horizontal offsets toward the arm's base tried in turn (per metre of lift)
             when a straight lift cannot be followed.
         lift_min_fraction: Shortest lift tried, as a fraction of the requested height.
+        lift_self_check: Check every lift sample for contacts of the robot with itself (the
+            planner's collision model, pairs not touching at the lift's start); where every lift
+            variant meets one, the lift stops short of the first contact, if it still rises
+            ``lift_free_fraction`` of the height (measured: a Shadow lift drove the UR10e's wrist_1
+            into the hand's forearm, the arm stopped 0.24 rad short and the stage failed with the
+            object held).
+        lift_free_fraction: See ``lift_self_check``.
         release_duration: [s] opening the hand after a failed lift (before another attempt).
     """
 
@@ -84,6 +92,8 @@ class ExecutorConfig:
     ik_iters: int = 20
     lift_lean: tuple[float, ...] = (0.0, 0.4, 0.8, 1.0)
     lift_min_fraction: float = 0.7
+    lift_self_check: bool = True
+    lift_free_fraction: float = 0.5
     release_duration: float = 0.8
 
 
@@ -384,6 +394,7 @@ class OpenLoopExecutor(GraspExecutor):
         first: ExecutionError | None = None
         heights = [ctx.lift_height] + ([ctx.lift_height * self.cfg.lift_min_fraction]
                                        if self.cfg.lift_min_fraction < 1.0 else [])
+        meets_itself: list[tuple[int, MotionSegment, str]] = []
         for height in heights:
             for lean in self.cfg.lift_lean:
                 end_T = start_T.copy()
@@ -396,10 +407,41 @@ class OpenLoopExecutor(GraspExecutor):
                 except ExecutionError as exc:
                     first = first or exc
                     continue
-                yield seg
-                return
+                hit = self._first_self_contact(seg) if self.cfg.lift_self_check else None
+                if hit is None:
+                    yield seg
+                    return
+                meets_itself.append((hit[0], seg, hit[1]))
+        if meets_itself:  # every variant meets the robot itself: the longest free start of one
+            k, seg, pairs = max(meets_itself, key=lambda c: c[0])
+            end_T = seg.world_T_root[max(0, k - 3)]  # three samples before the contact
+            rise = float(end_T[2, 3] - start_T[2, 3])
+            if rise < self.cfg.lift_free_fraction * ctx.lift_height:
+                raise UnsafeMotion(f"lift: the arm would meet itself ({pairs}) {rise:.3f} m up, below "
+                                   f"{self.cfg.lift_free_fraction:.0%} of the {ctx.lift_height:.2f} m lift")
+            duration = max(self.cfg.lift_min_duration, rise / self.cfg.lift_speed)
+            yield self._timed("lift", lambda s, e=end_T: interpolate_poses(start_T, e, s), arm_q, squeeze, squeeze,
+                              duration)
+            return
         assert first is not None
         raise first
+
+    def _first_self_contact(self, seg: MotionSegment) -> tuple[int, str] | None:
+        """``(index, pairs)`` of the first sample of ``seg`` where the robot touches itself in the
+        planner's collision model with a pair that does not touch at the first sample (pairs with
+        the environment, ``env/...``, are not looked at), or None."""
+        planner = self.arm.planner
+
+        def own(k: int) -> set:
+            return {p for p in planner.start_collisions(seg.arm_q[k], seg.hand_q[k])
+                    if not (p[0].startswith("env/") or p[1].startswith("env/"))}
+
+        before = own(0)
+        for k in range(1, len(seg.t)):
+            new = own(k) - before
+            if new:
+                return k, ", ".join(f"{a} <-> {b}" for a, b in sorted(new)[:2])
+        return None
 
 
     def release(self, ctx: ExecutionContext) -> Iterator[MotionSegment]:
