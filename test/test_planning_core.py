@@ -37,7 +37,7 @@ from dex_planning.interface import (
     STATUS_TIMEOUT,
     ProposalTarget,
 )
-from dex_planning.planner import START_LIMIT_TOL, hand_pre_shaping, make_target, quat_to_matrix
+from dex_planning.planner import START_LIMIT_TOL, hand_pre_shaping, make_target, quat_to_matrix, touches_environment
 from dex_planning.scene import Box, PlanningScene, default_scene, table_box
 from dex_planning.timing import TrapezoidSegment, limit_ratios, parameterize, sample_times, spline_path
 from dex_planning.verify import MujocoChecker, fd_limit_ratios
@@ -436,7 +436,7 @@ def test_invalid_start_states(robot, planner):
 
 
 def _robot_only(pairs) -> bool:
-    return bool(pairs) and not any(a.startswith("env/") or b.startswith("env/") for a, b in pairs)
+    return bool(pairs) and not any(touches_environment(p) for p in pairs)
 
 
 def test_a_start_state_in_self_collision_is_left_by_a_short_move(robot, planner):

@@ -299,7 +299,7 @@ class ArmPlanner(ABC):
         acceleration limits. None where a pair involves the environment (``env/...``: the robot
         must not move through it) or nothing is found."""
         s = self.cfg.search
-        if not s.start_escape or any(a.startswith("env/") or b.startswith("env/") for a, b in pairs):
+        if not s.start_escape or any(touches_environment(p) for p in pairs):
             return None
         allowed = set(pairs) | {(b, a) for a, b in pairs}
         rng = np.random.default_rng(int(s.seed))
@@ -336,6 +336,12 @@ class ArmPlanner(ABC):
             return PlanAttempt(False, REASON_PRESHAPE_COLLISION,
                                "pre-shaping the hand at the start state collides: " + _pairs_text(pairs))
         return self.plan_to_pose(start_q, flange_target(T, self.flange_T_root), h, deadline)
+
+
+def touches_environment(pair: tuple[str, str]) -> bool:
+    """A colliding pair (geom names) with an obstacle of the planning scene (``env/...``), rather
+    than of the robot with itself."""
+    return pair[0].startswith("env/") or pair[1].startswith("env/")
 
 
 def concatenate(first: Trajectory, then: Trajectory) -> Trajectory:

@@ -430,11 +430,12 @@ class OpenLoopExecutor(GraspExecutor):
         """``(index, pairs)`` of the first sample of ``seg`` where the robot touches itself in the
         planner's collision model with a pair that does not touch at the first sample (pairs with
         the environment, ``env/...``, are not looked at), or None."""
+        from dex_planning.planner import touches_environment
+
         planner = self.arm.planner
 
         def own(k: int) -> set:
-            return {p for p in planner.start_collisions(seg.arm_q[k], seg.hand_q[k])
-                    if not (p[0].startswith("env/") or p[1].startswith("env/"))}
+            return {p for p in planner.start_collisions(seg.arm_q[k], seg.hand_q[k]) if not touches_environment(p)}
 
         before = own(0)
         for k in range(1, len(seg.t)):
