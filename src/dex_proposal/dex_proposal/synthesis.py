@@ -32,8 +32,9 @@ distance margin, 1 cm for the pre-grasp, 0 for the grasp):
 Stages (BODex's coarse-to-fine with pre-grasp): ``coarse`` (spheres, delta = 1 cm), ``fine``
 (surface samples, delta = 1 cm) -> **pre-grasp**; ``grasp`` (surface samples, delta = 0, wrist
 frozen by default so the hand only closes its fingers) -> **grasp**; **squeeze** =
-``clamp(u_grasp + s (u_grasp - u_pregrasp))`` at the grasp wrist pose (BODex: ``s = 1``; per-hand
-``squeeze_scale``, see :class:`SynthesisConfig`). Adam with a per-stage cosine decay. Only the
+``clamp(u_grasp + s (u_grasp - u_pregrasp))`` at the grasp wrist pose (BODex: ``s = 1``; per hand,
+``hand.synthesis.squeeze_scale`` in its robot YAML, which can also set a stage's iterations,
+``hand.synthesis.stage_iters``; see :class:`SynthesisConfig`). Adam with a per-stage cosine decay. Only the
 half of the candidates with the lowest energy at the end of the coarse stage go on to the fine
 stages (``StageConfig.keep``; measured on the 20 end-to-end LEAP scenes: 95 % of the final top-3
 came from that half, 19 of 20 top-1s).
