@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robot_markers: {exc}", file=sys.stderr)
         rclpy.shutdown()
         return 1
+    except (KeyboardInterrupt, ExternalShutdownException, RuntimeError):
+        # stopped while starting (loading the robot takes seconds on a busy machine): SIGTERM shuts
+        # the context down and creating the publisher then raises RCLError (a RuntimeError)
+        if rclpy.ok():
+            raise
+        return 0
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, or SIGINT/SIGTERM from the launcher
