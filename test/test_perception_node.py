@@ -40,6 +40,7 @@ from dex_perception import msgs as conv  # noqa: E402
 from dex_perception import synthetic as syn  # noqa: E402
 
 TIMEOUT_S = 30.0
+RESEND_S = 8.0
 _STAMPS = itertools.count(1000)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -147,12 +148,18 @@ class Client:
             assert proc.poll() is None, "perception node died"
             assert time.monotonic() < deadline, "service /dex/segment_object never appeared"
             self.spin(0.1)
-        future = self.cli.call_async(SegmentObject.Request(prompt=prompt))
-        while not future.done():
+        # a request sent just as the service appears can be lost (DDS discovery under load: seen
+        # once in CI, no answer in 30 s): asked again every RESEND_S until one answer comes
+        futures = [self.cli.call_async(SegmentObject.Request(prompt=prompt))]
+        sent = time.monotonic()
+        while not any(f.done() for f in futures):
             assert proc.poll() is None, "perception node died"
             assert time.monotonic() < deadline, f"no answer to prompt {prompt!r}"
+            if time.monotonic() - sent > RESEND_S:
+                futures.append(self.cli.call_async(SegmentObject.Request(prompt=prompt)))
+                sent = time.monotonic()
             self.executor.spin_once(timeout_sec=0.05)
-        return future.result()
+        return next(f for f in futures if f.done()).result()
 
     def call_for_stamp(self, prompt: str, proc, stamp_sec: int) -> SegmentObject.Response:
         """Call until the answer is about the frame stamped ``stamp_sec`` (the node answers for
