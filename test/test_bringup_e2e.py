@@ -239,8 +239,11 @@ def test_an_episode_succeeds(stack):
         if res["success"]:
             assert code == 0 and res["status"] == "SUCCEEDED" and res["stage_reached"] == "done", res
             assert "held" in res["reason"] and res["proposal_id"], res
-            # feedback for every stage, in order, for the attempt that succeeded
-            assert res["feedback_stages"][-len(STAGES):] == list(STAGES), res
+            # feedback for every stage, in order, for the attempt that succeeded (the last one,
+            # "done", is published just before the result and may reach the client after it: seen
+            # once in CI under load)
+            fb = res["feedback_stages"]
+            assert fb[-len(STAGES):] == list(STAGES) or fb[-len(STAGES) + 1:] == list(STAGES[:-1]), res
             assert set(res["feedback_stages"]) <= known, res
             last = max(int(s.split("#")[1]) if "#" in s else 1 for s, _ in res["timings"])
             tail = [s.split("#")[0] for s, _ in res["timings"] if (s.endswith(f"#{last}") if last > 1 else "#" not in s)]
