@@ -13,6 +13,7 @@ from sensor_msgs.msg import JointState
 
 from dex_bringup.adapters import AdapterError, JointSample
 from dex_description.errors import DescriptionError
+from dex_description.node_main import build_node
 
 
 def declare_parameters(node: Node, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -59,10 +60,12 @@ def spin_adapter(make_node: Callable[[], Node], node_name: str, argv: list[str] 
     rclpy.init(args=sys.argv if argv is None else argv)
     try:
         try:
-            node = make_node()
+            node = build_node(make_node)
         except DescriptionError as exc:
             rclpy.logging.get_logger(node_name).error(f"cannot start: {exc}")
             return 1
+        if node is None:  # stopped while it was being built
+            return 0
         try:
             rclpy.spin(node)
         except (KeyboardInterrupt, ExternalShutdownException):

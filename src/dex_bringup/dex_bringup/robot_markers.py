@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     from dex_description.compose import load_robot
     from dex_description.drivers import DriverMappingError, arm_map, hand_state_map
     from dex_description.errors import DescriptionError
+    from dex_description.node_main import build_node
     from dex_description.shapes import ShapePoser, marker_primitives
 
     class RobotMarkers(Node):
@@ -79,16 +80,12 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
-        node = RobotMarkers()
+        node = build_node(RobotMarkers)
     except DescriptionError as exc:
         print(f"robot_markers: {exc}", file=sys.stderr)
-        rclpy.shutdown()
+        rclpy.try_shutdown()
         return 1
-    except (KeyboardInterrupt, ExternalShutdownException, RuntimeError):
-        # stopped while starting (loading the robot takes seconds on a busy machine): SIGTERM shuts
-        # the context down and creating the publisher then raises RCLError (a RuntimeError)
-        if rclpy.ok():
-            raise
+    if node is None:  # stopped while it was being built
         return 0
     try:
         rclpy.spin(node)

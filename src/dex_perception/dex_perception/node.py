@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from std_msgs.msg import ColorRGBA, Header, String
     from visualization_msgs.msg import Marker, MarkerArray
 
+    from dex_description.node_main import build_node
     from dex_interfaces.srv import SegmentObject
     from dex_perception import msgs as conv
     from dex_perception.calibration import load_extrinsics
@@ -448,15 +449,16 @@ def main(argv: list[str] | None = None) -> int:
             self.pub_markers.publish(MarkerArray(markers=markers))
 
     rclpy.init(args=argv if argv is not None else sys.argv)
-    node = PerceptionNode()
+    node = build_node(PerceptionNode)
     try:
-        rclpy.spin(node)
+        if node is not None:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
     return 0
 
 

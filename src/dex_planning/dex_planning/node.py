@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dex_description.compose import load_robot
     from dex_description.errors import DescriptionError
+    from dex_description.node_main import build_node
     from dex_interfaces.srv import PlanToProposals
     from dex_planning import msgs as conv
     from dex_planning.config import default_config, load_config, override
@@ -176,15 +177,16 @@ def main(argv: list[str] | None = None) -> int:
             return resp
 
     rclpy.init(args=argv if argv is not None else sys.argv)
-    node = PlanningNode()
+    node = build_node(PlanningNode)
     try:
-        rclpy.spin(node)
+        if node is not None:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
     return 0
 
 

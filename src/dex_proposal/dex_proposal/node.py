@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from std_msgs.msg import Header
     from visualization_msgs.msg import MarkerArray
 
+    from dex_description.node_main import build_node
     from dex_interfaces.msg import GraspProposalArray
     from dex_interfaces.srv import ProposeGrasps
 
@@ -178,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     try:
-        node = ProposalNode()
+        node = build_node(ProposalNode)
+        if node is None:  # stopped while it was being built
+            return 0
         executor = MultiThreadedExecutor(num_threads=3)
         executor.add_node(node)
         executor.spin()
@@ -191,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             node.stop.set()
             node.worker.join(timeout=5.0)
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
     return 0
 
 

@@ -51,6 +51,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from dex_description.compose import default_physics
+from dex_description.node_main import build_node
 from dex_sim.commands import CommandRejected, JointStateCommand, JointTrajectoryCommand, TrajectoryPoint
 from dex_sim.env import SimEnv, SnapshotRenderer, default_config
 from dex_sim.render import depth_to_mm
@@ -360,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
     try:
-        node = SimNode()
+        node = build_node(SimNode)
+        if node is None:  # stopped while it was being built
+            return 0
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
