@@ -174,12 +174,13 @@ class QPState:
 @dataclass
 class QPSolution:
     """Solution of a batch: ``lam`` (B, J, n) edge weights, ``value`` (B, J) = ||b - W lam||^2,
-    ``prim_res``/``dual_res`` (B, J) ADMM residuals (inf-norm), ``iters`` run, ``state`` for warm starts."""
+    ``prim_res``/``dual_res`` (B, J) ADMM residuals (inf-norm; these three are None when the solve
+    was asked for no residuals), ``iters`` run, ``state`` for warm starts."""
 
     lam: torch.Tensor
-    value: torch.Tensor
-    prim_res: torch.Tensor
-    dual_res: torch.Tensor
+    value: torch.Tensor | None
+    prim_res: torch.Tensor | None
+    dual_res: torch.Tensor | None
     iters: int
     state: QPState
 
@@ -196,8 +197,12 @@ class PyramidQP:
     Standard form ``min 1/2 x^T P x + q^T x`` s.t. ``l <= A x <= u`` with ``P = W^T W``,
     ``q = -W^T b``, ``A = [I; S; 1^T; G]`` (``S`` sums each contact's edges, ``G`` each group's),
     ``l = [0; k_lower; gamma; group lowers]``, ``u = [inf; 1; inf; inf]``. ``A^T A`` is constant, so
-    the KKT matrix ``P + sigma I + rho A^T A`` is inverted by one batched Cholesky per solve (and per
-    rho change) and every iteration is a few batched mat-vecs.
+    the KKT matrix ``P + sigma I + rho A^T A`` is inverted once per solve (and per rho change) and
+    every iteration is a few batched mat-vecs. ``P = W^T W`` has rank 6, so when every problem of
+    the batch has the same ``rho`` (no adaptation: the synthesiser's case) the inverse is
+    ``M^-1 - U^T (I_6 + U W^T)^-1 U`` with the constant ``M = sigma I + rho A^T A`` (inverted once
+    per ``rho``) and ``U = W M^-1`` (Woodbury): a 6 x 6 factorisation per grasp instead of an
+    ``n x n`` one (LEAP: n = 32, Shadow: 40).
     """
 
     def __init__(self, n_contacts: int, cfg: QPConfig | None = None,
@@ -228,6 +233,7 @@ class PyramidQP:
         if float(self.lo64[self.n + self.m:].max()) > self.m + 1e-9:
             raise ConfigError("qp.gamma", "a lower bound exceeds what the contacts can push (1 each)")
         self._cache: dict = {}
+        self._minv: dict = {}
 
     def _mats(self, like: torch.Tensor):
         key = (like.dtype, like.device)
@@ -235,6 +241,16 @@ class PyramidQP:
             A = self.A64.to(like)
             self._cache[key] = (A, A.T @ A, self.lo64.to(like), self.hi64.to(like))
         return self._cache[key]
+
+    def _m_inverse(self, rho: float, like: torch.Tensor) -> torch.Tensor:
+        """``(sigma I + rho A^T A)^-1`` (n, n), computed in float64 once per ``rho``, dtype and device."""
+        key = (float(rho), like.dtype, like.device)
+        if key not in self._minv:
+            if len(self._minv) >= 16:  # adaptive rho visits many values: keep the cache small
+                self._minv.clear()
+            m = self.cfg.sigma * torch.eye(self.n, dtype=torch.float64) + float(rho) * (self.A64.T @ self.A64)
+            self._minv[key] = torch.linalg.inv(m).to(like)
+        return self._minv[key]
 
     def _A(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self._mats(x)[0].T
@@ -249,10 +265,20 @@ class PyramidQP:
     def _ata(self, like: torch.Tensor) -> torch.Tensor:
         return self._mats(like)[1]
 
-    def _factor(self, P: torch.Tensor, rho: torch.Tensor, ata: torch.Tensor) -> torch.Tensor:
-        """Inverse (B, J or 1, n, n) of the KKT matrix ``P + sigma I + rho A^T A`` (SPD, >= rho I),
-        by batched Cholesky; one per grasp when every direction shares its rho (ReLU-QP style:
-        the iterations are then plain batched mat-vecs)."""
+    def _factor(self, P: torch.Tensor, rho: torch.Tensor, ata: torch.Tensor,
+                W: torch.Tensor | None = None) -> torch.Tensor:
+        """Inverse (B, J or 1, n, n) of the KKT matrix ``P + sigma I + rho A^T A`` (SPD, >= rho I);
+        one per grasp when every direction shares its rho (ReLU-QP style: the iterations are then
+        plain batched mat-vecs). With ``W`` (``P = W^T W``) and one rho for the batch, by Woodbury;
+        else by batched Cholesky."""
+        if W is not None:
+            r0 = rho.reshape(-1)[:1]
+            if bool((rho == r0).all()):  # one rho for the whole batch: Woodbury (see class doc)
+                minv = self._m_inverse(float(r0), W)
+                u = W @ minv  # (B, 6, n)
+                small = u @ W.transpose(1, 2) + torch.eye(6, dtype=W.dtype, device=W.device)
+                inner = torch.cholesky_inverse(torch.linalg.cholesky(small))  # (B, 6, 6)
+                return (minv - u.transpose(1, 2) @ (inner @ u))[:, None]
         eye = torch.eye(self.n, dtype=P.dtype, device=P.device)
         if bool((rho == rho[:, :1]).all()):
             rho = rho[:, :1]
@@ -270,7 +296,7 @@ class PyramidQP:
 
     @torch.no_grad()
     def solve(self, W: torch.Tensor, b: torch.Tensor, state: QPState | None = None,
-              iters: int | None = None) -> QPSolution:
+              iters: int | None = None, residuals: bool = True) -> QPSolution:
         """Solve for every grasp and every direction.
 
         Args:
@@ -278,6 +304,8 @@ class PyramidQP:
             b: (J, 6) desired wrenches (already scaled by beta).
             state: Warm start (shapes must match) or None.
             iters: Override ``cfg.iters``.
+            residuals: Also report ``value``, ``prim_res`` and ``dual_res`` (False: None, saves
+                a few batched products per call).
         """
         cfg = self.cfg
         W = W.detach()
@@ -286,21 +314,21 @@ class PyramidQP:
         batch, n_dir = W.shape[0], b.shape[0]
         if state is None or state.x.shape != (batch, n_dir, self.n):
             state = self.initial_state(batch, n_dir, W.dtype, W.device)
-        x, z, y, rho = state.x.clone(), state.z.clone(), state.y.clone(), state.rho.clone()
+        x, z, y, rho = state.x, state.z, state.y, state.rho  # never changed in place below
         P = W.transpose(1, 2) @ W  # (B, n, n)
         q = -torch.einsum("bkn,jk->bjn", W, b)  # (B, J, n)
-        lo, hi = self._bounds(W)
-        ata = self._ata(W)
-        kinv = self._factor(P, rho, ata)
+        A, ata, lo, hi = self._mats(W)
+        AT = A.T
+        kinv = self._factor(P, rho, ata, W)
         iters = iters or cfg.iters
         a, sigma = cfg.alpha, cfg.sigma
         done = 0
         for it in range(1, iters + 1):
-            rhs = sigma * x - q + self._AT(rho[..., None] * z - y)
+            rhs = sigma * x - q + (rho[..., None] * z - y) @ A
             # kinv is symmetric: rhs @ kinv is one batched product, with no (B, J, n, n) expansion
             # when every direction shares its factor
             xt = rhs @ kinv[:, 0] if kinv.shape[1] == 1 else (kinv @ rhs[..., None]).squeeze(-1)
-            zt = self._A(xt)
+            zt = xt @ AT
             x = a * xt + (1 - a) * x
             zr = a * zt + (1 - a) * z
             zn = torch.minimum(torch.maximum(zr + y / rho[..., None], lo), hi)
@@ -328,9 +356,11 @@ class PyramidQP:
                     ratio = new_rho / rho
                     if bool(((ratio > 5) | (ratio < 0.2)).any()):
                         rho = torch.where((ratio > 5) | (ratio < 0.2), new_rho, rho)
-                        kinv = self._factor(P, rho, ata)
+                        kinv = self._factor(P, rho, ata, W)
         # polish: the x iterate can be slightly infeasible; report on the projected point z[:n]
         lam = z[..., : self.n].clamp_min(0.0)
+        if not residuals:
+            return QPSolution(lam, None, None, None, done, QPState(x, z, y, rho))
         value = (b[None] - torch.einsum("bkn,bjn->bjk", W, lam)).square().sum(-1)
         Ax = self._A(x)
         Px = torch.einsum("bnk,bjk->bjn", P, x)
@@ -364,7 +394,7 @@ def grasp_energy(points: torch.Tensor, normals: torch.Tensor, center: torch.Tens
     directions = force_directions(points.dtype, points.device) if directions is None else directions
     b = cfg.beta * directions
     W = wrench_basis(points, normals, center, cfg.mu, torque_length, cfg.n_edges)
-    sol = solver.solve(W, b, state, iters)
+    sol = solver.solve(W, b, state, iters, residuals=False)
     residual = b[None] - torch.einsum("bkn,bjn->bjk", W, sol.lam)
     per_dir = residual.square().sum(-1)
     return per_dir.sum(-1), per_dir, sol
