@@ -189,6 +189,9 @@ class HandModel:
         if len(self._self_pairs):
             reach[self._self_pairs[:, 0], self._self_pairs[:, 1]] = -self._self_pair_slack
         self.self_pair_reach = radii[:, None] + radii[None] + t(reach)  # (S, S) [m] closest allowed distance
+        # the same with -1 m where a pair is not checked (no distance is below it): ``reach - distance``
+        # is then the penetration of the checked pairs and negative elsewhere, without a mask
+        self.self_pair_reach_checked = torch.where(self.self_pair_mask, self.self_pair_reach, -1.0)
         self.surface_body = torch.as_tensor(self._surface_np["body"], dtype=torch.long, device=dev)
         self.surface_local = t(self._surface_np["local"])
         self.surface_is_distal = torch.as_tensor(self._surface_np["distal"], device=dev)

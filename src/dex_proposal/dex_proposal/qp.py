@@ -97,13 +97,20 @@ def reference_config() -> QPConfig:
     return QPConfig(iters=8000, adapt_every=25, eps_abs=1e-10, eps_rel=1e-10, check_every=25)
 
 
+_DIRECTIONS: dict = {}
+
+
 def force_directions(dtype=torch.float32, device="cpu") -> torch.Tensor:
-    """(6, 6) desired unit wrenches ``t_j``: +x, -x, +y, -y, +z, -z forces with zero torque."""
-    t = torch.zeros(6, 6, dtype=dtype, device=device)
-    for j in range(3):
-        t[2 * j, j] = 1.0
-        t[2 * j + 1, j] = -1.0
-    return t
+    """(6, 6) desired unit wrenches ``t_j``: +x, -x, +y, -y, +z, -z forces with zero torque (one
+    shared tensor per dtype and device: do not modify it in place)."""
+    key = (dtype, str(device))
+    if key not in _DIRECTIONS:
+        t = torch.zeros(6, 6, dtype=torch.float64)
+        for j in range(3):
+            t[2 * j, j] = 1.0
+            t[2 * j + 1, j] = -1.0
+        _DIRECTIONS[key] = t.to(dtype=dtype, device=device)
+    return _DIRECTIONS[key]
 
 
 def tangent_basis(normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -460,7 +460,7 @@ class Synthesizer:
             c0 = centers - centers.mean(1, keepdim=True).detach()
             sq = c0.square().sum(-1)
             d2 = sq[:, :, None] + sq[:, None] - 2 * c0 @ c0.transpose(1, 2)
-            pen_self = torch.where(hand.self_pair_mask, hand.self_pair_reach - d2.clamp_min(1e-12).sqrt(), -1.0)
+            pen_self = hand.self_pair_reach_checked - d2.clamp_min(1e-12).sqrt()  # < 0 for unchecked pairs
             terms["self"] = _phi(pen_self).sum((-1, -2))
         else:
             terms["self"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
