@@ -129,7 +129,7 @@ def test_malformed_fields(tmp_path, edit, field):
 
 def test_hand_synthesis_settings_are_optional(tmp_path):
     leap = load_robot_config("ur5e_leap").hand.synthesis
-    assert leap.squeeze_scale == 0.6 and leap.stage_iters == {"coarse": 120}
+    assert leap.squeeze_scale == 0.6 and leap.stage_iters == {"coarse": 120, "fine": 40, "grasp": 40}
     path = _edited_copy(tmp_path, "ur5e_leap", lambda d: d["hand"].pop("synthesis"))
     plain = load_robot_config(path).hand.synthesis
     assert plain.squeeze_scale == 1.0 and plain.stage_iters == {}

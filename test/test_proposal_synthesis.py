@@ -356,12 +356,12 @@ def test_each_hand_runs_its_own_stages_and_squeeze_unless_told_otherwise():
 
     leap, shadow = HandModel("ur5e_leap"), HandModel("ur10e_shadow")
     base = [s.iters for s in default_stages()]
-    assert [s.iters for s in Synthesizer(leap, default_config()).stages] == [120] + base[1:]
+    assert [s.iters for s in Synthesizer(leap, default_config()).stages] == [120, 40, 40]  # its YAML
     assert [s.iters for s in Synthesizer(shadow, default_config()).stages] == base
     explicit = _short().stages
     assert Synthesizer(leap, _short()).stages == explicit
     scaled = Synthesizer(leap, replace(default_config(), iter_scale=0.5, stage_iters={"grasp": 3})).stages
-    assert [s.iters for s in scaled] == [60, round(base[1] / 2), 3]
+    assert [s.iters for s in scaled] == [60, 20, 3]
     assert Synthesizer(shadow, default_config()).squeeze_scale == 1.5
     assert Synthesizer(shadow, replace(default_config(), squeeze_scale={"shadow_right": 1.0})).squeeze_scale == 1.0
     with pytest.raises(ConfigError):
