@@ -157,3 +157,10 @@ def test_malformed_graph(tmp_path):
     bad.write_text("nodes:\n  - {name: a, package: p, executable: e, module: m, modes: [space]}\n")
     with pytest.raises(GraphError, match="unknown mode"):
         load_graph(bad)
+
+
+def test_proposal_node_gets_its_torch_threads_from_the_graph():
+    graph = load_graph()
+    for overrides, expected in (({}, 1), ({"proposal_threads": "0"}, 0)):
+        (node,) = [n for n in graph.resolve("sim", overrides) if n.name == "dex_proposal"]
+        assert node.parameters["torch_threads"] == expected

@@ -68,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
             p("marker_count", 5)
             p("base_frame", "base_link")
             p("iter_scale", 1.0)
+            p("torch_threads", 1)
             g = lambda k: self.get_parameter(k).value  # noqa: E731
+            if int(g("torch_threads")) > 0 and str(g("device")) == "cpu":
+                # process-wide; synthesis is thousands of small ops per step: a second intra-op
+                # thread did not make it faster here but took a second core from the rest of the graph
+                import torch
+
+                torch.set_num_threads(int(g("torch_threads")))
             from dataclasses import replace
 
             cfg = default_config()
