@@ -166,3 +166,22 @@ def test_self_contact_path_check_sees_collisions_between_clean_ends():
     paths = check.path(open_q, q)
     assert all(p for e, p in zip(ends, paths) if e)  # a colliding end makes its path collide
     assert any(p and not e for e, p in zip(ends, paths))  # and some clean ends have colliding paths
+
+
+def test_warm_up_runs_the_whole_pipeline_and_changes_no_later_result():
+    """The warm-up (run by the proposal node and the in-process episode before the first request)
+    synthesises for real on a ball in front of each arm, and a proposer that warmed up proposes
+    exactly what a fresh one does."""
+    pts, nrm = _cylinder()
+    fresh = Proposer("ur5e_leap", _fast_cfg()).propose(pts, nrm, seed=3)
+    warmed = Proposer("ur5e_leap", _fast_cfg())
+    res = warmed.warm_up()
+    assert res.status == Status.OK and res.proposals, res.message
+    assert res.timings["surface"] > 0 and "opt_grasp" in res.timings  # the synthesis ran
+    again = warmed.propose(pts, nrm, seed=3)
+    assert len(again.proposals) == len(fresh.proposals) > 0
+    for a, b in zip(again.proposals, fresh.proposals):
+        np.testing.assert_array_equal(a.grasp.world_T_root, b.grasp.world_T_root)
+        np.testing.assert_array_equal(a.squeeze.joints, b.squeeze.joints)
+    shadow = Proposer("ur10e_shadow", _fast_cfg()).warm_up()  # the UR10e stands elsewhere: still reachable
+    assert shadow.status == Status.OK, shadow.message

@@ -41,9 +41,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def start_node(tmp: Path, iter_scale: float = 0.5):
+def start_node(tmp: Path, iter_scale: float = 0.5, warm_up: bool = True):
     args = ["-p", "robot:=ur5e_leap", "-p", "n_candidates:=8", "-p", f"iter_scale:={iter_scale}", "-p", "top_k:=3",
-            "-p", "auto_propose:=true"]
+            "-p", "auto_propose:=true", "-p", f"warm_up:={str(warm_up).lower()}"]
     log = tmp / "node.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "dex_proposal.node", "--ros-args", *args],
@@ -164,6 +164,7 @@ def test_node_statuses_survives_bad_messages_and_proposes(tmp_path):
             res = c.call(proc, None, max_proposals=2, seed=3)
             assert res.success and res.status == "ok" and 1 <= len(res.proposals.proposals) <= 2
             assert proc.poll() is None
+            assert "warm-up synthesis in" in log.read_text() and "(ok)" in log.read_text()  # before any request
         finally:
             c.close()
 
@@ -174,7 +175,7 @@ def test_sigint_during_a_synthesis_stops_it_and_exits_cleanly(tmp_path):
     interpreter exit once aborted the node, exit -6, in a graph shutdown test)."""
     import signal
 
-    with start_node(tmp_path, iter_scale=20.0) as (proc, log):  # a synthesis of minutes
+    with start_node(tmp_path, iter_scale=20.0, warm_up=False) as (proc, log):  # a synthesis of minutes
         c = Client()
         try:
             deadline = time.monotonic() + TIMEOUT_S

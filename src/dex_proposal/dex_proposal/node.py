@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import time
 import traceback
 
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             p("base_frame", "base_link")
             p("iter_scale", 1.0)
             p("torch_threads", 1)
+            p("warm_up", True)
             g = lambda k: self.get_parameter(k).value  # noqa: E731
             if int(g("torch_threads")) > 0 and str(g("device")) == "cpu":
                 # process-wide; synthesis is thousands of small ops per step: a second intra-op
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             self.cfg = replace(cfg, synthesis=syn, top_k=int(g("top_k")), check_reach=bool(g("check_reach")))
             self.seed = int(g("seed"))
             self.auto = bool(g("auto_propose"))
+            self.warm = bool(g("warm_up"))
             self.marker_count = int(g("marker_count"))
             self.base_frame = str(g("base_frame"))
             self.proposer = Proposer(str(g("robot")), self.cfg)
@@ -115,6 +118,18 @@ def main(argv: list[str] | None = None) -> int:
                 self.pending.set()
 
         def _auto_loop(self) -> None:
+            if self.warm:  # before any request is served (a request meanwhile waits for the lock)
+                try:
+                    with self.lock:
+                        t0 = time.perf_counter()
+                        res = self.proposer.warm_up(progress=self._check_stop)
+                    self.get_logger().info(f"warm-up synthesis in {time.perf_counter() - t0:.1f} s "
+                                           f"({res.status.value})")
+                except _Stopping:
+                    self.get_logger().info("warm-up synthesis abandoned: the node is shutting down")
+                    return
+                except Exception as exc:  # noqa: BLE001 - a failed warm-up costs only time
+                    self.get_logger().warning(f"warm-up failed: {type(exc).__name__}: {exc}")
             while not self.stop.is_set():
                 if not self.pending.wait(0.2):
                     continue
