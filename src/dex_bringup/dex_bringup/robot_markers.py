@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                     self.get_logger().warn(f"ignoring joint state: {exc}", throttle_duration_sec=5.0)
 
         def publish(self) -> None:
+            if self.pub.get_subscription_count() == 0:  # nobody looks (headless): do not pose the shapes
+                return
             q = np.array([self.q[n] for n in self.poser.joint_names])
             out = MarkerArray()
             stamp = self.get_clock().now().to_msg()
