@@ -265,19 +265,12 @@ class PyramidQP:
     def _AT(self, v: torch.Tensor) -> torch.Tensor:
         return v @ self._mats(v)[0]
 
-    def _bounds(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, _, lo, hi = self._mats(like)
-        return lo, hi
-
-    def _ata(self, like: torch.Tensor) -> torch.Tensor:
-        return self._mats(like)[1]
-
-    def _factor(self, P: torch.Tensor, rho: torch.Tensor, ata: torch.Tensor,
+    def _factor(self, P: torch.Tensor | None, rho: torch.Tensor, ata: torch.Tensor,
                 W: torch.Tensor | None = None) -> torch.Tensor:
         """Inverse (B, J or 1, n, n) of the KKT matrix ``P + sigma I + rho A^T A`` (SPD, >= rho I);
         one per grasp when every direction shares its rho (ReLU-QP style: the iterations are then
-        plain batched mat-vecs). With ``W`` (``P = W^T W``) and one rho for the batch, by Woodbury;
-        else by batched Cholesky."""
+        plain batched mat-vecs). With ``W`` (``P = W^T W``; ``P`` may then be None) and one rho for
+        the batch, by Woodbury; else by batched Cholesky."""
         if W is not None:
             r0 = rho.reshape(-1)[:1]
             if bool((rho == r0).all()):  # one rho for the whole batch: Woodbury (see class doc)
@@ -286,6 +279,8 @@ class PyramidQP:
                 small = u @ W.transpose(1, 2) + torch.eye(6, dtype=W.dtype, device=W.device)
                 inner = torch.cholesky_inverse(torch.linalg.cholesky(small))  # (B, 6, 6)
                 return (minv - u.transpose(1, 2) @ (inner @ u))[:, None]
+        if P is None:
+            P = W.transpose(1, 2) @ W
         eye = torch.eye(self.n, dtype=P.dtype, device=P.device)
         if bool((rho == rho[:, :1]).all()):
             rho = rho[:, :1]
@@ -322,11 +317,14 @@ class PyramidQP:
         if state is None or state.x.shape != (batch, n_dir, self.n):
             state = self.initial_state(batch, n_dir, W.dtype, W.device)
         x, z, y, rho = state.x, state.z, state.y, state.rho  # never changed in place below
-        P = W.transpose(1, 2) @ W  # (B, n, n)
         q = -torch.einsum("bkn,jk->bjn", W, b)  # (B, J, n)
         A, ata, lo, hi = self._mats(W)
         AT = A.T
-        kinv = self._factor(P, rho, ata, W)
+        kinv = self._factor(None, rho, ata, W)  # P = W^T W is never formed on the Woodbury path
+
+        def p_times(v: torch.Tensor) -> torch.Tensor:  # P v = W^T (W v), (B, J, n)
+            return torch.einsum("bkn,bjk->bjn", W, torch.einsum("bkn,bjn->bjk", W, v))
+
         iters = iters or cfg.iters
         a, sigma = cfg.alpha, cfg.sigma
         done = 0
@@ -346,7 +344,7 @@ class PyramidQP:
             adapt = cfg.adapt_every and it % cfg.adapt_every == 0
             if check or adapt:
                 Ax = self._A(x)
-                Px = torch.einsum("bnk,bjk->bjn", P, x)
+                Px = p_times(x)
                 ATy = self._AT(y)
                 rp = (Ax - z).abs().amax(-1)
                 rd = (Px + q + ATy).abs().amax(-1)
@@ -363,14 +361,14 @@ class PyramidQP:
                     ratio = new_rho / rho
                     if bool(((ratio > 5) | (ratio < 0.2)).any()):
                         rho = torch.where((ratio > 5) | (ratio < 0.2), new_rho, rho)
-                        kinv = self._factor(P, rho, ata, W)
+                        kinv = self._factor(None, rho, ata, W)
         # polish: the x iterate can be slightly infeasible; report on the projected point z[:n]
         lam = z[..., : self.n].clamp_min(0.0)
         if not residuals:
             return QPSolution(lam, None, None, None, done, QPState(x, z, y, rho))
         value = (b[None] - torch.einsum("bkn,bjn->bjk", W, lam)).square().sum(-1)
         Ax = self._A(x)
-        Px = torch.einsum("bnk,bjk->bjn", P, x)
+        Px = p_times(x)
         rp = (Ax - z).abs().amax(-1)
         rd = (Px + q + self._AT(y)).abs().amax(-1)
         return QPSolution(lam, value, rp, rd, done, QPState(x, z, y, rho))
