@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iter-scale", type=float, default=None, help="scale on the synthesis iterations")
     parser.add_argument("--stage-iters", default="",
                         help="set synthesis stages' iterations after the scale, e.g. coarse=120,fine=40")
+    parser.add_argument("--squeeze-force", type=float, default=None,
+                        help="[N] force-aware squeeze with this force for every hand (0: joint-space squeeze; "
+                             "default: each hand's robot YAML)")
     parser.add_argument("--images", type=int, default=3, help="episodes per combo saved as images")
     parser.add_argument("--out", default="out/bench/e2e")
     args = parser.parse_args(argv)
@@ -226,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, stage_iters=parse_stage_iters(args.stage_iters))
         except ConfigError as e:
             parser.error(str(e))
+    if args.squeeze_force is not None:
+        if not args.squeeze_force >= 0:
+            parser.error("--squeeze-force must be >= 0")
+        cfg = replace(cfg, squeeze_force=args.squeeze_force)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"command": "dexgrasp-e2e-bench " + " ".join(argv if argv is not None else os.sys.argv[1:]),
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()), "object_set": args.objects,
             "num_objects": args.num_objects, "n_candidates": cfg.n_candidates, "executor": args.executor,
             "attempts": cfg.episode.max_attempts, "iter_scale": cfg.iter_scale,
-            "stage_iters": cfg.stage_iters}
+            "stage_iters": cfg.stage_iters, "squeeze_force": cfg.squeeze_force}
     rows: list[dict] = []
     summaries = []
     for robot in args.robots:

@@ -69,6 +69,8 @@ class SimEpisodeConfig:
             table scene's (the lifted object is above it).
         iter_scale: Scale on every synthesis stage's iterations (1 = the proposal defaults).
         stage_iters: Stage name -> iterations, set after the scale (e.g. ``{"coarse": 120}``).
+        squeeze_force: [N] the force-aware squeeze's force for the hand (0: joint-space squeeze), or
+            None: the hand's robot YAML (``hand.synthesis.squeeze_force``).
     """
 
     episode: EpisodeConfig = field(default_factory=default_episode_config)
@@ -92,6 +94,7 @@ class SimEpisodeConfig:
     verify_extra_height: float = 0.4
     iter_scale: float = 1.0
     stage_iters: dict = field(default_factory=dict)
+    squeeze_force: float | None = None
 
 
 def default_config() -> SimEpisodeConfig:
@@ -395,7 +398,9 @@ def make_proposer(robot, cfg: SimEpisodeConfig):
 
     pc = proposal_config()
     pc = replace(pc, synthesis=replace(pc.synthesis, n_candidates=cfg.n_candidates, table_z=0.0,
-                                                         iter_scale=cfg.iter_scale, stage_iters=cfg.stage_iters),
+                                                         iter_scale=cfg.iter_scale, stage_iters=cfg.stage_iters,
+                                                         squeeze_force={} if cfg.squeeze_force is None
+                                                         else {"*": float(cfg.squeeze_force)}),
                  top_k=cfg.top_k)
     return Proposer(robot, pc)
 

@@ -176,11 +176,15 @@ class HandSynthesis:
 
     Attributes:
         squeeze_scale: ``s`` in ``squeeze = grasp + s (grasp - pregrasp)`` (BODex: 1).
+        squeeze_force: [N] when > 0, the squeeze presses the grasp's contacts with balanced forces
+            whose normal components sum to this (``dex_proposal.squeeze``) instead of the joint-space
+            squeeze above; 0 (the default): joint-space squeeze.
         stage_iters: Synthesis stage name -> iterations for this hand (stages not named keep the
             synthesis defaults).
     """
 
     squeeze_scale: float = 1.0
+    squeeze_force: float = 0.0
     stage_iters: dict = field(default_factory=dict)
 
 
@@ -501,23 +505,27 @@ def _arm(node: _Node) -> ArmConfig:
 
 
 def _hand_synthesis(node: _Node) -> HandSynthesis:
-    """Optional ``hand.synthesis`` mapping: ``squeeze_scale`` (> 0) and ``stage_iters`` (name -> int >= 0)."""
+    """Optional ``hand.synthesis`` mapping: ``squeeze_scale`` (> 0), ``squeeze_force`` (>= 0 [N]) and
+    ``stage_iters`` (name -> int >= 0)."""
     if node._get("synthesis", None) is None:
         return HandSynthesis()
     s = node.child("synthesis")
-    unknown = sorted(set(s.data) - {"squeeze_scale", "stage_iters"})
+    unknown = sorted(set(s.data) - {"squeeze_scale", "squeeze_force", "stage_iters"})
     if unknown:
-        raise s.err(unknown[0], "unknown key (known: squeeze_scale, stage_iters)")
+        raise s.err(unknown[0], "unknown key (known: squeeze_scale, squeeze_force, stage_iters)")
     scale = s.number("squeeze_scale", 1.0)
     if scale <= 0:
         raise s.err("squeeze_scale", f"must be > 0, got {scale}")
+    force = s.number("squeeze_force", 0.0)
+    if not force >= 0:
+        raise s.err("squeeze_force", f"must be >= 0 [N], got {force}")
     iters = s._get("stage_iters", None) or {}
     if not isinstance(iters, dict):
         raise s.err("stage_iters", "must be a mapping stage name -> iterations")
     for k, v in iters.items():
         if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise s.err("stage_iters", f"{k!r}: must be a stage name -> an integer >= 0, got {v!r}")
-    return HandSynthesis(squeeze_scale=scale, stage_iters=dict(iters))
+    return HandSynthesis(squeeze_scale=scale, squeeze_force=force, stage_iters=dict(iters))
 
 
 def _hand(node: _Node) -> HandConfig:

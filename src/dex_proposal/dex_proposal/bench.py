@@ -146,6 +146,8 @@ def run(args) -> dict:
             from dex_description.config import load_robot_config
 
             syn = replace(syn, squeeze_scale={load_robot_config(robot_name).hand.name: float(args.squeeze_scale)})
+        if args.squeeze_force is not None:  # force-aware squeeze for every hand (0: joint-space)
+            syn = replace(syn, squeeze_force={"*": float(args.squeeze_force)})
         cfg = replace(cfg, synthesis=syn, top_k=args.grasps)
         proposers = {}
         for kind in args.inputs:  # complete: BODex's floating setting (no table); partial: on the table
@@ -243,7 +245,8 @@ def markdown(results: dict) -> str:
         f"{c['candidates']} candidates, device `{c['device']}`, {c['torch_threads']} torch thread(s), iteration scale "
         f"{c['iter_scale']}, hold {c['hold']} s per direction, object mass "
         f"{'objects.yaml' if not c.get('mass') else str(c['mass']) + ' kg'}, squeeze scale "
-        f"{'per hand (robot YAML hand.synthesis)' if c.get('squeeze_scale') is None else c['squeeze_scale']}.",
+        f"{'per hand (robot YAML hand.synthesis)' if c.get('squeeze_scale') is None else c['squeeze_scale']}, "
+        f"squeeze force {'per hand (robot YAML)' if c.get('squeeze_force') is None else str(c['squeeze_force']) + ' N'}.",
         "",
         "| hand | input | objects | grasps | SSR % | PD mm | SPD mm | CDC mm | FVR % | joint std rad | grasps/s | candidates/s | s/object | no proposal |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -287,6 +290,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--squeeze-scale", type=float, default=None,
                    help="s in squeeze = grasp + s (grasp - pregrasp) for every hand (default: the synthesis "
                         "config's per-hand value, tuned for lifting on the table; BODex: 1)")
+    p.add_argument("--squeeze-force", type=float, default=None,
+                   help="[N] force-aware squeeze (dex_proposal.squeeze) with this force for every hand; 0: the "
+                        "joint-space squeeze (default: each hand's robot YAML, hand.synthesis.squeeze_force)")
     p.add_argument("--mass", type=float, default=0.0,
                    help="[kg] override every object's mass (BODex used 0.03); 0: objects.yaml masses")
     p.add_argument("--hold", type=float, default=1.0, help="[s] force applied per direction")

@@ -61,6 +61,7 @@ from dex_description.rotations import make_transform, matrix_to_rot6d, rot6d_to_
 from dex_proposal.errors import ConfigError
 from dex_proposal.hand import HandModel
 from dex_proposal.qp import PyramidQP, QPConfig, QPState, force_directions, grasp_energy
+from dex_proposal.squeeze import ForceSqueezeConfig, force_squeeze
 from dex_proposal.surface import ObjectSurface
 
 L0 = 0.01  # [m] length unit of the energies
@@ -160,6 +161,11 @@ class SynthesisConfig:
             Shadow lifted 14/20 (seeds 1000-1019) and 15/20 (seeds 1020-1039) at 1.5 against
             11/20 and 11/20 at 1.0 (its failures at 1.0 were mostly objects that did not move at
             all with the fingers blocked on them: too little grip): Shadow uses 1.5.
+        squeeze_force: hand name (or ``"*"``: every hand) -> [N], overriding the hand's
+            ``hand.synthesis.squeeze_force``: when
+            > 0 the squeeze is the force-aware one of :mod:`dex_proposal.squeeze` (balanced contact
+            forces whose normal components sum to this), else the joint-space one above.
+        force_squeeze: Settings of the force-aware squeeze other than its force.
         softmin_temperature: [m] of the fine stages' fingertip distance (weights of the fingertip's
             surface samples, ``softmax(-sdf / T)``: the contact point is their weighted mean).
         device, dtype: Where to compute.
@@ -185,6 +191,8 @@ class SynthesisConfig:
     pregrasp_max_lift: float = 0.03
     softmin_temperature: float = 0.002
     squeeze_scale: dict = field(default_factory=dict)
+    squeeze_force: dict = field(default_factory=dict)
+    force_squeeze: ForceSqueezeConfig = field(default_factory=ForceSqueezeConfig)
     device: str = "cpu"
     dtype: str = "float32"
 
@@ -327,6 +335,11 @@ class Synthesizer:
         if not s > 0:
             raise ConfigError("squeeze_scale", f"{hand.cfg.name}: must be > 0, got {s}")
         self.squeeze_scale = float(s)
+        f = self.cfg.squeeze_force.get(hand.cfg.name, self.cfg.squeeze_force.get("*", hand.cfg.synthesis.squeeze_force))
+        if not f >= 0:
+            raise ConfigError("squeeze_force", f"{hand.cfg.name}: must be >= 0 [N], got {f}")
+        self.squeeze_force = float(f)
+        self.groups = groups
 
     @staticmethod
     def resolve_stages(cfg: SynthesisConfig, hand: HandModel) -> tuple[StageConfig, ...]:
@@ -464,7 +477,7 @@ class Synthesizer:
             terms["self"] = _phi(pen_self).sum((-1, -2))
         else:
             terms["self"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
-        extras = {"geo": geo, "sdf_pad": sdf_pad, "sdf_sph": sdf_sph, "tips": tips}
+        extras = {"geo": geo, "sdf_pad": sdf_pad, "sdf_sph": sdf_sph, "tips": tips, "n_pad": n_pad}
         return terms, sol.state.detach(), extras
 
     def total(self, terms: dict) -> torch.Tensor:
@@ -580,7 +593,13 @@ class Synthesizer:
             else:
                 pen_self = torch.zeros_like(penetration)
             cdist = ex["sdf_pad"]
-            squeeze = hand.clamp(ug + self.squeeze_scale * (ug - up))
+            if self.squeeze_force > 0:
+                contact = ex["tips"] - cdist[..., None] * ex["n_pad"]
+                squeeze, _ = force_squeeze(hand, make_transform(rot6d_to_matrix(rg), tg), ug, contact, -ex["n_pad"],
+                                           cdist, obj.center, max(obj.radius, 0.01),
+                                           replace(cfg.force_squeeze, force=self.squeeze_force), self.groups)
+            else:
+                squeeze = hand.clamp(ug + self.squeeze_scale * (ug - up))
         timings["evaluate"] = time.perf_counter() - ts
         finite = torch.isfinite(energy) & torch.isfinite(tg).all(-1) & torch.isfinite(ug).all(-1)
         reasons = []
