@@ -117,6 +117,8 @@ def test_coupling_that_the_model_does_not_have(tmp_path):
         (lambda d: d["hand"]["synthesis"].__setitem__("stage_iters", {"coarse": -1}), "hand.synthesis.stage_iters"),
         (lambda d: d["hand"]["synthesis"].__setitem__("stage_iters", {"coarse": 1.5}), "hand.synthesis.stage_iters"),
         (lambda d: d["hand"]["synthesis"].__setitem__("stage_iter", {}), "hand.synthesis.stage_iter"),
+        (lambda d: d["hand"]["synthesis"].__setitem__("squeeze_force", -1.0), "hand.synthesis.squeeze_force"),
+        (lambda d: d["hand"]["synthesis"].__setitem__("squeeze_force", "strong"), "hand.synthesis.squeeze_force"),
     ],
 )
 def test_malformed_fields(tmp_path, edit, field):
@@ -132,7 +134,7 @@ def test_hand_synthesis_settings_are_optional(tmp_path):
     assert leap.squeeze_scale == 0.6 and leap.stage_iters == {"coarse": 120, "fine": 40, "grasp": 40}
     path = _edited_copy(tmp_path, "ur5e_leap", lambda d: d["hand"].pop("synthesis"))
     plain = load_robot_config(path).hand.synthesis
-    assert plain.squeeze_scale == 1.0 and plain.stage_iters == {}
+    assert plain.squeeze_scale == 1.0 and plain.stage_iters == {} and plain.squeeze_force == 0.0
 
 
 def test_named_pose_outside_joint_range(tmp_path):

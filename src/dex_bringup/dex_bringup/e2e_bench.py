@@ -142,7 +142,8 @@ def markdown(summaries: list[dict], meta: dict, rows: list[dict]) -> str:
         f"`{meta['command']}` — {meta['date']}, {meta['machine']}, load average at start {meta['loadavg']}.",
         f"Objects: `{meta['object_set']}`, {meta['num_objects']} per scene; {meta['n_candidates']} grasp candidates "
         f"per episode (synthesis iterations x {meta.get('iter_scale', 1.0)}{', ' + str(meta['stage_iters']) if meta.get('stage_iters') else ''}); executor `{meta['executor']}`; "
-        f"up to {meta.get('attempts', 1)} attempts per episode.",
+        f"up to {meta.get('attempts', 1)} attempts per episode; squeeze: "
+        f"{'each hand' + chr(39) + 's robot YAML' if meta.get('squeeze_force') is None else ('joint-space' if not meta['squeeze_force'] else 'force-aware, ' + str(meta['squeeze_force']) + ' N')}.",
         "Success: an object rose >= 0.15 m and touches the hand after a 2 s hold (ground truth, after the episode). "
         "First attempt: success without a second try (after a failed verify the stack opens the hand and starts "
         "again from perception with another synthesis seed; after a propose/plan failure it starts again at once).",

@@ -19,7 +19,7 @@ Here the squeeze is computed from the grasp's contacts instead:
    (virtual work: for a coupled actuator ``u = q_1 + q_2`` this is the tendon force);
 4. the position targets whose servo error gives those torques once the fingers are blocked by the
    object, ``squeeze = grasp + tau / kp`` (the hand's ``hand.servo.kp`` [N m/rad]), plus the
-   closing motion of fingers that stop short of the surface (``J^+`` of the gap along the normal);
+   closing motion of fingers that stop short of the surface (:func:`closing_motion`);
    scaled down together (balance kept) where a torque would exceed ``torque_fraction`` of the
    actuator's force limit, then clamped to the joint limits.
 
@@ -116,6 +116,19 @@ def contact_jacobian(hand, world_T_root: torch.Tensor, u: torch.Tensor, points: 
     return torch.stack(rows, 1).reshape(batch, m, 3, -1)
 
 
+def closing_motion(J: torch.Tensor, gaps: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+    """(B, n_act) the smallest actuated motion that moves each finger's contact point by its gap
+    (B, m) [m] (where > 0) along its inward normal (B, m, 3), to first order, with the finger's own
+    actuators only (those that move no other finger's contact: not the wrist):
+    ``du_i = g_i r_i / |r_i|^2`` with ``r_i = J_i^T n_i`` restricted to them."""
+    moves = J.abs().amax(-2) > 1e-9  # (B, m, n_act): actuator a moves finger i's contact
+    own = moves & (moves.sum(1, keepdim=True) == 1)
+    rows = torch.einsum("bmcn,bmc->bmn", J, normals) * own.to(J.dtype)  # d(normal motion)/du, own actuators
+    norm2 = rows.square().sum(-1, keepdim=True)
+    step = torch.where(norm2 > 1e-12, gaps.clamp_min(0)[..., None] * rows / norm2.clamp_min(1e-12), torch.zeros_like(rows))
+    return step.sum(1)  # the fingers' own actuators are disjoint
+
+
 def force_squeeze(hand, world_T_root: torch.Tensor, u_grasp: torch.Tensor, points: torch.Tensor,
                   normals: torch.Tensor, gaps: torch.Tensor, center: torch.Tensor, torque_length: float,
                   cfg: ForceSqueezeConfig, groups=()) -> tuple[torch.Tensor, dict]:
@@ -144,9 +157,7 @@ def force_squeeze(hand, world_T_root: torch.Tensor, u_grasp: torch.Tensor, point
     forces = unit * (cfg.force / normal_sum)[:, None, None]  # [N]
     J = contact_jacobian(hand, world_T_root, u_grasp, points)  # (B, m, 3, n_act)
     torque = torch.einsum("bmcn,bmc->bn", J, forces)
-    # fingers short of the surface first close the gap: least-squares joint motion per finger
-    step = (gaps.clamp_min(0)[..., None] * normals)  # (B, m, 3) along the inward normal
-    close = torch.linalg.lstsq(J.reshape(J.shape[0], -1, J.shape[-1]), step.reshape(step.shape[0], -1, 1)).solution[..., 0]
+    close = closing_motion(J, gaps, normals)
     ratio = torch.where(limit > 0, torque.abs() / (cfg.torque_fraction * limit).clamp_min(1e-12), torch.zeros_like(torque))
     scale = 1.0 / ratio.amax(-1).clamp_min(1.0)
     torque = torque * scale[:, None]
