@@ -287,7 +287,7 @@ def _short(n=6, iters=(25, 8, 8)):
 
 def test_synthesis_is_deterministic_and_consistent(cylinder_surface):
     hand = HandModel("ur5e_leap")
-    syn = Synthesizer(hand, _short())
+    syn = Synthesizer(hand, replace(_short(), squeeze_force={"*": 0.0}))  # the joint-space squeeze
     a = syn.run(cylinder_surface, seed=4)
     b = syn.run(cylinder_surface, seed=4)
     torch.testing.assert_close(a.grasp_T, b.grasp_T)
@@ -312,6 +312,12 @@ def test_synthesis_is_deterministic_and_consistent(cylinder_surface):
     order = rank(a, 3)
     assert all(bool(a.valid[i]) for i in order)
     assert list(a.energy[order].numpy()) == sorted(a.energy[order].numpy())
+    # the force-aware squeeze changes only the squeeze: the same grasps, other targets, in limits
+    f = Synthesizer(hand, replace(_short(), squeeze_force={"*": 3.0})).run(cylinder_surface, seed=4)
+    torch.testing.assert_close(f.grasp_T, a.grasp_T)
+    torch.testing.assert_close(f.pregrasp_u, a.pregrasp_u)
+    assert not torch.allclose(f.squeeze_u, a.squeeze_u)
+    assert torch.all(f.squeeze_u >= lo - 1e-6) and torch.all(f.squeeze_u <= hi + 1e-6)
 
 
 def test_a_stage_keeps_its_lowest_energy_fraction(cylinder_surface):
@@ -364,6 +370,13 @@ def test_each_hand_runs_its_own_stages_and_squeeze_unless_told_otherwise():
     assert [s.iters for s in scaled] == [60, 20, 3]
     assert Synthesizer(shadow, default_config()).squeeze_scale == 1.5
     assert Synthesizer(shadow, replace(default_config(), squeeze_scale={"shadow_right": 1.0})).squeeze_scale == 1.0
+    for h in (leap, shadow):  # the force-aware squeeze: the YAML's force, or the caller's (by name, then "*")
+        assert Synthesizer(h, default_config()).squeeze_force == h.cfg.synthesis.squeeze_force
+        assert Synthesizer(h, replace(default_config(), squeeze_force={"*": 0.0})).squeeze_force == 0.0
+    both = replace(default_config(), squeeze_force={"shadow_right": 2.0, "*": 5.0})
+    assert (Synthesizer(shadow, both).squeeze_force, Synthesizer(leap, both).squeeze_force) == (2.0, 5.0)
+    with pytest.raises(ConfigError):
+        Synthesizer(leap, replace(default_config(), squeeze_force={"*": -1.0}))
     with pytest.raises(ConfigError):
         Synthesizer(leap, replace(default_config(), stage_iters={"nope": 3}))
     with pytest.raises(ConfigError):

@@ -31,10 +31,12 @@ distance margin, 1 cm for the pre-grasp, 0 for the grasp):
 
 Stages (BODex's coarse-to-fine with pre-grasp): ``coarse`` (spheres, delta = 1 cm), ``fine``
 (surface samples, delta = 1 cm) -> **pre-grasp**; ``grasp`` (surface samples, delta = 0, wrist
-frozen by default so the hand only closes its fingers) -> **grasp**; **squeeze** =
-``clamp(u_grasp + s (u_grasp - u_pregrasp))`` at the grasp wrist pose (BODex: ``s = 1``; per hand,
-``hand.synthesis.squeeze_scale`` in its robot YAML, which can also set a stage's iterations,
-``hand.synthesis.stage_iters``; see :class:`SynthesisConfig`). Adam with a per-stage cosine decay. Only the
+frozen by default so the hand only closes its fingers) -> **grasp**; **squeeze** at the grasp wrist
+pose: where the hand's robot YAML sets ``hand.synthesis.squeeze_force`` [N] (> 0), the force-aware
+squeeze of :mod:`dex_proposal.squeeze` (the servo targets that press the grasp's contacts with
+balanced forces), else BODex's ``clamp(u_grasp + s (u_grasp - u_pregrasp))`` (BODex: ``s = 1``; per
+hand, ``hand.synthesis.squeeze_scale``). The YAML can also set a stage's iterations,
+``hand.synthesis.stage_iters``; see :class:`SynthesisConfig`. Adam with a per-stage cosine decay. Only the
 half of the candidates with the lowest energy at the end of the coarse stage go on to the fine
 stages (``StageConfig.keep``; measured on the 20 end-to-end LEAP scenes: 95 % of the final top-3
 came from that half, 19 of 20 top-1s).
