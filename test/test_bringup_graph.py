@@ -164,3 +164,6 @@ def test_proposal_node_gets_its_torch_threads_from_the_graph():
     for overrides, expected in (({}, 1), ({"proposal_threads": "0"}, 0)):
         (node,) = [n for n in graph.resolve("sim", overrides) if n.name == "dex_proposal"]
         assert node.parameters["torch_threads"] == expected
+    for overrides, expected in (({}, 1), ({"proposal_processes": "2"}, 2)):
+        (node,) = [n for n in graph.resolve("sim", overrides) if n.name == "dex_proposal"]
+        assert node.parameters["processes"] == expected

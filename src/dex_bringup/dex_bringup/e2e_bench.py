@@ -142,7 +142,7 @@ def markdown(summaries: list[dict], meta: dict, rows: list[dict]) -> str:
         f"`{meta['command']}` — {meta['date']}, {meta['machine']}, load average at start {meta['loadavg']}.",
         f"Objects: `{meta['object_set']}`, {meta['num_objects']} per scene; {meta['n_candidates']} grasp candidates "
         f"per episode (synthesis iterations x {meta.get('iter_scale', 1.0)}{', ' + str(meta['stage_iters']) if meta.get('stage_iters') else ''}); executor `{meta['executor']}`; "
-        f"up to {meta.get('attempts', 1)} attempts per episode; squeeze: "
+        f"up to {meta.get('attempts', 1)} attempts per episode; synthesis in {meta.get('processes', 1)} process(es); squeeze: "
         f"{'each hand' + chr(39) + 's robot YAML' if meta.get('squeeze_force') is None else ('joint-space' if not meta['squeeze_force'] else 'force-aware, ' + str(meta['squeeze_force']) + ' N')}.",
         "Success: an object rose >= 0.15 m and touches the hand after a 2 s hold (ground truth, after the episode). "
         "First attempt: success without a second try (after a failed verify the stack opens the hand and starts "
@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--squeeze-force", type=float, default=None,
                         help="[N] force-aware squeeze with this force for every hand (0: joint-space squeeze; "
                              "default: each hand's robot YAML)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes each synthesis's candidates are shared over (dex_proposal.pool)")
     parser.add_argument("--images", type=int, default=3, help="episodes per combo saved as images")
     parser.add_argument("--out", default="out/bench/e2e")
     args = parser.parse_args(argv)
@@ -230,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, stage_iters=parse_stage_iters(args.stage_iters))
         except ConfigError as e:
             parser.error(str(e))
+    if args.processes < 1:
+        parser.error("--processes must be >= 1")
+    cfg = replace(cfg, processes=args.processes)
     if args.squeeze_force is not None:
         if not args.squeeze_force >= 0:
             parser.error("--squeeze-force must be >= 0")
@@ -241,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()), "object_set": args.objects,
             "num_objects": args.num_objects, "n_candidates": cfg.n_candidates, "executor": args.executor,
             "attempts": cfg.episode.max_attempts, "iter_scale": cfg.iter_scale,
-            "stage_iters": cfg.stage_iters, "squeeze_force": cfg.squeeze_force}
+            "stage_iters": cfg.stage_iters, "squeeze_force": cfg.squeeze_force, "processes": cfg.processes}
     rows: list[dict] = []
     summaries = []
     for robot in args.robots:

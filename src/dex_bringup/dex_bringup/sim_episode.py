@@ -71,6 +71,7 @@ class SimEpisodeConfig:
         stage_iters: Stage name -> iterations, set after the scale (e.g. ``{"coarse": 120}``).
         squeeze_force: [N] the force-aware squeeze's force for the hand (0: joint-space squeeze), or
             None: the hand's robot YAML (``hand.synthesis.squeeze_force``).
+        processes: Processes each synthesis's candidates are shared over (``ProposalConfig.processes``).
     """
 
     episode: EpisodeConfig = field(default_factory=default_episode_config)
@@ -95,6 +96,7 @@ class SimEpisodeConfig:
     iter_scale: float = 1.0
     stage_iters: dict = field(default_factory=dict)
     squeeze_force: float | None = None
+    processes: int = 1
 
 
 def default_config() -> SimEpisodeConfig:
@@ -401,7 +403,7 @@ def make_proposer(robot, cfg: SimEpisodeConfig):
                                                          iter_scale=cfg.iter_scale, stage_iters=cfg.stage_iters,
                                                          squeeze_force={} if cfg.squeeze_force is None
                                                          else {"*": float(cfg.squeeze_force)}),
-                 top_k=cfg.top_k)
+                 top_k=cfg.top_k, processes=cfg.processes)
     return Proposer(robot, pc)
 
 

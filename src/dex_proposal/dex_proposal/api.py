@@ -42,7 +42,9 @@ import torch
 
 from dex_description.compose import Robot, load_robot
 
+from dex_proposal.errors import ConfigError
 from dex_proposal.hand import HandModel, SelfContactChecker
+from dex_proposal.pool import ShardedSynthesizer
 from dex_proposal.surface import SurfaceConfig, build_surface
 from dex_proposal.synthesis import SynthesisConfig, Synthesizer, rank
 from dex_proposal.synthesis import default_config as default_synthesis
@@ -81,6 +83,9 @@ class ProposalConfig:
             joint path from the open hand to the pre-grasp shape, or at the grasp
             (:class:`dex_proposal.hand.SelfContactChecker`; the optimiser's sphere term misses some
             link pairs).
+        processes: Processes the candidates are shared over, this one included
+            (:class:`dex_proposal.pool.ShardedSynthesizer`; 1: all in this process). CPU only.
+        worker_threads: torch threads of each worker process.
     """
 
     synthesis: SynthesisConfig = field(default_factory=default_synthesis)
@@ -92,6 +97,8 @@ class ProposalConfig:
     min_extent: float = 0.01
     span_margin: float = 1.0
     check_self_contact: bool = True
+    processes: int = 1
+    worker_threads: int = 1
 
 
 def default_config() -> ProposalConfig:
@@ -200,6 +207,12 @@ class Proposer:
         syn = self.cfg.synthesis.validated()
         self.hand = HandModel(self.robot, syn.device, syn.torch_dtype)
         self.synthesizer = Synthesizer(self.hand, syn)
+        if self.cfg.processes < 1:
+            raise ConfigError("processes", f"must be >= 1, got {self.cfg.processes}")
+        self.sharded: ShardedSynthesizer | None = None
+        if self.cfg.processes > 1 and syn.device == "cpu":
+            self.sharded = ShardedSynthesizer(self.synthesizer, self.robot.cfg.path, self.cfg.processes,
+                                              self.cfg.worker_threads)
         self.span = self.hand.span()
         self.reach = self.cfg.max_reach if self.cfg.max_reach is not None else arm_reach(self.robot)
         # root -> farthest fingertip distance at the open pose: how far beyond the flange the hand reaches
@@ -225,6 +238,11 @@ class Proposer:
                     why = f"self-contact at the {name} ({hit})"
                     cands.reasons[i] = f"{cands.reasons[i]}; {why}" if cands.reasons[i] else why
                     cands.valid[i] = False
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (the proposer still works: they start again on use)."""
+        if self.sharded is not None:
+            self.sharded.close()
 
     def warm_up(self, seed: int = 0, progress=None) -> ProposalResult:
         """Propose once for a synthetic 3.5 cm ball (nothing kept), so that the first real request does not
@@ -280,7 +298,7 @@ class Proposer:
         if width > self.span * cfg.span_margin:
             return ProposalResult([], Status.TOO_LARGE, f"object's smallest width {width * 100:.1f} cm > hand span "
                                   f"{self.span * 100:.1f} cm", timings, info)
-        cands = self.synthesizer.run(surf, seed=seed, progress=progress)
+        cands = (self.sharded or self.synthesizer).run(surf, seed=seed, progress=progress)
         timings.update({f"opt_{k}": v for k, v in cands.timings.items()})
         if cfg.check_self_contact:
             t2 = time.perf_counter()

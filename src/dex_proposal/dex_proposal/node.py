@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             p("iter_scale", 1.0)
             p("torch_threads", 1)
             p("warm_up", True)
+            p("processes", 1)
             g = lambda k: self.get_parameter(k).value  # noqa: E731
             if int(g("torch_threads")) > 0 and str(g("device")) == "cpu":
                 # process-wide; synthesis is thousands of small ops per step: a second intra-op
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             scale = float(g("iter_scale"))
             syn = replace(cfg.synthesis, device=str(g("device")), n_candidates=int(g("n_candidates")),
                           table_z=None if math.isnan(table) else table, iter_scale=scale)
-            self.cfg = replace(cfg, synthesis=syn, top_k=int(g("top_k")), check_reach=bool(g("check_reach")))
+            self.cfg = replace(cfg, synthesis=syn, top_k=int(g("top_k")), check_reach=bool(g("check_reach")),
+                               processes=max(1, int(g("processes"))))
             self.seed = int(g("seed"))
             self.auto = bool(g("auto_propose"))
             self.warm = bool(g("warm_up"))
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             # torch or MuJoCo at exit aborted the process (exit -6) in a graph shutdown test
             node.stop.set()
             node.worker.join(timeout=5.0)
+            node.proposer.close()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

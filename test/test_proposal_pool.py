@@ -1,0 +1,74 @@
+"""Synthesis shared over processes (dex_proposal.pool): the shards are exactly what one process
+computes for their seeds and sizes, merged in order; the Proposer uses them when asked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from dex_proposal.api import Proposer, Status, default_config
+from dex_proposal.errors import ConfigError
+from dex_proposal.hand import HandModel
+from dex_proposal.pool import SEED_STRIDE, ShardedSynthesizer, concat, shard_sizes
+from dex_proposal.surface import build_surface
+from dex_proposal.synthesis import StageConfig, Synthesizer
+
+
+def test_shard_sizes_are_even_and_never_empty():
+    assert shard_sizes(32, 2) == [16, 16]
+    assert shard_sizes(7, 3) == [3, 2, 2]
+    assert shard_sizes(2, 4) == [1, 1]
+    assert shard_sizes(5, 1) == [5]
+
+
+def _short_cfg(iters=(12, 4, 4)):
+    stages = (StageConfig("coarse", "coarse", 0.01, iters[0], keep=0.5), StageConfig("fine", "fine", 0.01, iters[1], 0.3),
+              StageConfig("grasp", "fine", 0.0, iters[2], 0.3, 0.0))
+    return replace(default_config().synthesis, n_candidates=8, stages=stages, table_z=0.0)
+
+
+@pytest.fixture(scope="module")
+def can_surface():
+    mesh = trimesh.creation.cylinder(radius=0.03, height=0.1)
+    mesh.apply_translation([0.0, 0.5, 0.05])
+    pts, fi = trimesh.sample.sample_surface(mesh, 2000, seed=0)
+    return build_surface(np.asarray(pts), mesh.face_normals[fi], default_config().surface, 0.0)
+
+
+def test_two_shards_are_the_two_single_process_runs_merged(can_surface):
+    cfg = _short_cfg()
+    syn = Synthesizer(HandModel("ur5e_leap"), cfg)
+    sharded = ShardedSynthesizer(syn, "ur5e_leap", shards=2)
+    try:
+        merged = sharded.run(can_surface, seed=3)
+    finally:
+        sharded.close()
+    a = syn.run(can_surface, seed=3, n=4)
+    b = syn.run(can_surface, seed=3 + SEED_STRIDE, n=4)  # what the worker process computed
+    expected = concat([a, b])
+    assert merged.n_initial == 8 and len(merged.reasons) == len(expected.reasons) == 4  # each shard kept its half
+    for name in ("pregrasp_T", "grasp_T", "pregrasp_u", "grasp_u", "squeeze_u", "energy"):
+        torch.testing.assert_close(getattr(merged, name), getattr(expected, name), atol=1e-5, rtol=1e-4)
+    assert merged.reasons == expected.reasons and torch.equal(merged.valid, expected.valid)
+    assert set(merged.terms) == set(a.terms) and merged.terms["qp"].shape == (4,)
+    assert "shard_wait" in merged.timings and "coarse" in merged.timings
+
+
+def test_the_proposer_shares_its_candidates_over_processes_when_asked(can_surface):
+    cfg = replace(default_config(), synthesis=_short_cfg((100, 30, 30)), top_k=4)
+    with pytest.raises(ConfigError, match="processes"):
+        Proposer("ur5e_leap", replace(cfg, processes=0))
+    assert Proposer("ur5e_leap", cfg).sharded is None  # default: one process
+    proposer = Proposer("ur5e_leap", replace(cfg, processes=2))
+    try:
+        pts = can_surface.points.numpy().astype(np.float64)
+        res = proposer.propose(pts, can_surface.normals.numpy().astype(np.float64), seed=1)
+        assert res.status is Status.OK and res.info["n_candidates"] == 8 and res.info["n_refined"] == 4
+        again = proposer.propose(pts, can_surface.normals.numpy().astype(np.float64), seed=1)
+        assert [p.energy for p in again.proposals] == pytest.approx([p.energy for p in res.proposals], rel=1e-5)
+    finally:
+        proposer.close()
