@@ -144,3 +144,23 @@ def test_force_squeeze_holds_a_ball_that_the_joint_space_squeeze_pushes_out():
         held_force += ev.evaluate(*args, p.squeeze.actuated).success
         held_joint += ev.evaluate(*args, joint_squeeze).success
     assert held_force >= 3 and held_force > held_joint
+
+
+def test_a_diverged_grasp_does_not_stop_the_batch():
+    """A grasp whose contacts went non-finite: the QP still solves the others (it used to raise in
+    the Cholesky factorisation) and its squeeze is its (clamped) grasp."""
+    from dex_proposal.qp import PyramidQP, QPConfig, wrench_basis
+
+    hand = HandModel("ur5e_leap", dtype=torch.float64)
+    T, u, points, normals = _grasp_like(hand, batch=3, seed=1)
+    center = points.mean(1)
+    gaps = torch.zeros(points.shape[:2], dtype=torch.float64)
+    good, _ = force_squeeze(hand, T, u, points, normals, gaps, center, 0.03, ForceSqueezeConfig())
+    points = points.clone()
+    points[1, 2] = float("nan")
+    sq, _ = force_squeeze(hand, T, u, points, normals, gaps, center, 0.03, ForceSqueezeConfig())
+    torch.testing.assert_close(sq[[0, 2]], good[[0, 2]])
+    torch.testing.assert_close(sq[1], hand.clamp(u[1:2])[0])
+    W = wrench_basis(points, normals, center, 0.5, 0.03)
+    sol = PyramidQP(hand.n_fingers, QPConfig()).solve(W, torch.zeros(1, 6, dtype=torch.float64))
+    assert bool(torch.isfinite(sol.lam).all())

@@ -139,13 +139,23 @@ def force_squeeze(hand, world_T_root: torch.Tensor, u_grasp: torch.Tensor, point
         world_T_root: (B, 4, 4) grasp wrist poses; u_grasp: (B, n_act) grasp actuated values [rad].
         points: (B, m, 3) contact points on the surface [m]; normals: (B, m, 3) inward unit normals.
         gaps: (B, m) signed distance of each finger's contact part to the surface [m] (> 0: short of it).
-        center: (3,) object centre [m]; torque_length: [m].
+        center: (3,) or (B, 3) object centre [m]; torque_length: [m].
 
     Returns:
         ``(squeeze_u (B, n_act), info)``; info: ``forces`` (B, m, 3) [N], ``torque`` (B, n_act) [N m],
-        ``imbalance`` (B,), ``scale`` (B,) (< 1 where the force limits cut the force).
+        ``imbalance`` (B,), ``scale`` (B,) (< 1 where the force limits cut the force); empty when a
+        grasp had non-finite inputs (its squeeze is then its grasp, clamped to the limits).
     """
     cfg = cfg.validated()
+    ok = (torch.isfinite(points).all(-1).all(-1) & torch.isfinite(normals).all(-1).all(-1)
+          & torch.isfinite(gaps).all(-1) & torch.isfinite(u_grasp).all(-1) & torch.isfinite(world_T_root).all(-1).all(-1))
+    if not bool(ok.all()):  # diverged grasps (rejected later as non-finite) squeeze nothing
+        squeeze = hand.clamp(torch.nan_to_num(u_grasp))
+        if bool(ok.any()):
+            part, info = force_squeeze(hand, world_T_root[ok], u_grasp[ok], points[ok], normals[ok], gaps[ok],
+                                       center[ok] if center.ndim == 2 else center, torque_length, cfg, groups)
+            squeeze[ok] = part
+        return squeeze, {}
     servo = hand.cfg.servo
     like = dict(dtype=u_grasp.dtype, device=u_grasp.device)
     kp = torch.as_tensor(servo.kp, **like)
