@@ -193,9 +193,10 @@ class QPSolution:
 
 
 def _spd_inverse(m: torch.Tensor) -> torch.Tensor:
-    """Inverse of a batch of symmetric positive-definite matrices (..., n, n) by Cholesky; a matrix
-    whose factorisation fails (rounding on a degenerate grasp) gets the identity instead, so that one
-    bad grasp cannot stop the batch (its energy is then meaningless, and large)."""
+    """Inverse of a batch of symmetric positive-definite matrices (..., n, n) by Cholesky. A matrix
+    whose factorisation fails (a grasp whose contacts went non-finite, or rounding on a degenerate
+    one) gets the identity's instead, so that one bad grasp cannot stop the batch: the batch's rows
+    are independent, that grasp's solution is meaningless (or NaN) and it is rejected later."""
     chol, info = torch.linalg.cholesky_ex(m)
     if bool((info != 0).any()):
         eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device).expand_as(m)
@@ -289,7 +290,7 @@ class PyramidQP:
                 minv = self._m_inverse(float(r0), W)
                 u = W @ minv  # (B, 6, n)
                 small = u @ W.transpose(1, 2) + torch.eye(6, dtype=W.dtype, device=W.device)
-                inner = _spd_inverse(small.double()).to(W.dtype)  # (B, 6, 6), >= I in exact arithmetic
+                inner = _spd_inverse(small)  # (B, 6, 6), >= I in exact arithmetic
                 return (minv - u.transpose(1, 2) @ (inner @ u))[:, None]
         if P is None:
             P = W.transpose(1, 2) @ W
@@ -325,9 +326,6 @@ class PyramidQP:
         W = W.detach()
         if W.ndim != 3 or W.shape[1] != 6 or W.shape[2] != self.n:
             raise ShapeError(f"W must be (B, 6, {self.n}), got {tuple(W.shape)}")
-        finite = torch.isfinite(W).all(-1).all(-1)
-        if not bool(finite.all()):  # a diverged grasp (non-finite contacts) must not stop the batch:
-            W = torch.where(finite[:, None, None], W, torch.zeros_like(W))  # solved as "no contacts"
         batch, n_dir = W.shape[0], b.shape[0]
         if state is None or state.x.shape != (batch, n_dir, self.n):
             state = self.initial_state(batch, n_dir, W.dtype, W.device)
