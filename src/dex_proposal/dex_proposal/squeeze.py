@@ -99,14 +99,12 @@ def contact_jacobian(hand, world_T_root: torch.Tensor, u: torch.Tensor, points: 
     """(B, m, 3, n_act) Jacobian ``d p_i / d u`` of each finger's contact point, held fixed to the
     finger's distal link (the link of its pad), at the actuated values ``u`` (B, n_act)."""
     body = hand.kin.contacts.body_index[hand.pad_index_t]  # (m,) distal link per finger
-    with torch.no_grad():
-        links = hand.forward(u, world_T_root).fk.links
-        rot, pos = links.rot[:, body], links.pos[:, body]  # (B, m, 3, 3), (B, m, 3)
-        local = torch.einsum("bmji,bmj->bmi", rot, points - pos)  # R^T (p - o)
     uu = u.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad():  # one FK: the contact's link-frame position from its detached values
         links = hand.forward(uu, world_T_root).fk.links
-        p = torch.einsum("bmij,bmj->bmi", links.rot[:, body], local) + links.pos[:, body]
+        rot, pos = links.rot[:, body], links.pos[:, body]  # (B, m, 3, 3), (B, m, 3)
+        local = torch.einsum("bmji,bmj->bmi", rot.detach(), points - pos.detach())  # R^T (p - o)
+        p = torch.einsum("bmij,bmj->bmi", rot, local) + pos
         rows = []
         for i in range(p.shape[1]):
             for c in range(3):
