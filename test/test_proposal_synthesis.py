@@ -185,7 +185,7 @@ def test_hand_model_limits_and_coupling(hand):
 
 
 def test_self_penetration_term_sums_exactly_the_checked_pairs(hand, cylinder_surface):
-    """The self term is evaluated on all sphere pairs at once and masked; it must equal the sum over
+    """The self term is evaluated on the pairs found to penetrate (all pairs without autograd); it must equal the sum over
     ``hand.self_pairs`` of ``phi(r_a + r_b - slack_ab - |c_a - c_b|)``, here at poses with fingers folded into
     each other (random in-limit values, many of which self-collide)."""
     from dex_proposal.synthesis import _phi
@@ -201,6 +201,56 @@ def test_self_penetration_term_sums_exactly_the_checked_pairs(hand, cylinder_sur
     want = _phi(r[a] + r[b] - hand.self_pair_slack - (c[:, a] - c[:, b]).norm(dim=-1)).sum(-1)
     assert float(want.max()) > 0  # some of these poses do self-collide
     torch.testing.assert_close(terms["self"], want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_active_set_self_term_equals_the_dense_one_with_its_gradient(hand, dtype):
+    """``self_penetration_energy`` differentiates only through the pairs that penetrate (found without
+    autograd); value and gradient must be those of the dense form over every pair, in float32 too
+    (the detection's Gram matrix rounds, the tolerance must not let a touching pair slip)."""
+    from dex_proposal.synthesis import self_penetration_energy
+
+    before = hand.dtype
+    h = hand.to(dtype=dtype)  # in place: restored below for the module's other tests
+    g = torch.Generator().manual_seed(7)
+    u = h.u_lower + (h.u_upper - h.u_lower) * torch.rand(24, h.n_act, generator=g, dtype=torch.float64)
+    u[0] = h.named_u["open"]  # free of self-penetration
+    T = torch.eye(4, dtype=dtype).expand(24, 4, 4)
+    grads, values = [], []
+    try:
+        for active in (False, True):
+            uu = u.to(dtype).clone().requires_grad_(True)
+            c = h.forward(uu, T).fk.sphere_centers
+            e = self_penetration_energy(c, h.self_pair_reach_checked, active)
+            e.sum().backward()
+            values.append(e.detach())
+            grads.append(uu.grad)
+    finally:
+        hand.to(dtype=before)
+    assert int((values[0] > 0).sum()) >= 5 and int((values[0] == 0).sum()) >= 1  # both kinds of pose
+    # float32: the dense form's Gram distances round to ~1e-7 of the gradient's scale (tens)
+    scale = float(grads[0].abs().max())
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(values[1], values[0], **tol)
+    torch.testing.assert_close(grads[1], grads[0], **tol)
+    assert float(grads[1].abs().max()) > 0
+
+
+def test_the_penetration_skin_keeps_the_hand_outside_the_surface(cylinder_surface):
+    """``pen_skin``: the same candidates optimised with a 4 mm skin end with their deepest surface
+    sample less deep (or farther out) than without, pads a little farther from the surface."""
+    hand = HandModel("ur5e_leap")
+    cfg = replace(_short(6, (40, 10, 20)), squeeze_force={"*": 0.0})
+    runs = {}
+    for skin in (0.0, 0.004):
+        c = Synthesizer(hand, replace(cfg, pen_skin=skin)).run(cylinder_surface, seed=3)
+        with torch.no_grad():
+            geo = hand.to(dtype=torch.float64).forward(c.grasp_u, c.grasp_T)
+            runs[skin] = (float(cylinder_surface.sdf(geo.surface).amin(-1).median()),
+                          float(c.contact_distance.median()))
+    (deep0, pad0), (deep4, pad4) = runs[0.0], runs[0.004]
+    assert deep4 > deep0 + 0.001, runs  # the deepest sample comes at least 1 mm farther out
+    assert pad4 > pad0, runs
 
 
 def test_fingers_at_rest_are_free_of_self_penetration_but_pushed_together_are_not(hand, cylinder_surface):

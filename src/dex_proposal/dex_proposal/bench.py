@@ -148,7 +148,8 @@ def run(args) -> dict:
             syn = replace(syn, squeeze_scale={load_robot_config(robot_name).hand.name: float(args.squeeze_scale)})
         if args.squeeze_force is not None:  # force-aware squeeze for every hand (0: joint-space)
             syn = replace(syn, squeeze_force={"*": float(args.squeeze_force)})
-        cfg = replace(cfg, synthesis=syn, top_k=args.grasps)
+        cfg = replace(cfg, synthesis=syn, top_k=args.grasps, processes=args.processes,
+                      worker_threads=max(1, args.threads // args.processes))
         proposers = {}
         for kind in args.inputs:  # complete: BODex's floating setting (no table); partial: on the table
             table = None if (kind == "complete" and not args.table_for_complete) else 0.0
@@ -225,6 +226,8 @@ def run(args) -> dict:
                 Image.fromarray(grid_image(acc["images"], 3)).save(img)
                 images_written.append(img)
         results["hands"][robot_name] = hand_res
+        for proposer in proposers.values():
+            proposer.close()
         env.close()
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
     (out / "results.md").write_text(markdown(results))
@@ -242,7 +245,8 @@ def markdown(results: dict) -> str:
         "# Grasp-proposal benchmark (BODex floating-hand protocol, MuJoCo)",
         "",
         f"objects `{c['objects']}` (split {c['split']}), {c['placements']} placement(s) each, top {c['grasps']} of "
-        f"{c['candidates']} candidates, device `{c['device']}`, {c['torch_threads']} torch thread(s), iteration scale "
+        f"{c['candidates']} candidates, device `{c['device']}`, {c['torch_threads']} torch thread(s)"
+        f"{'' if c.get('processes', 1) == 1 else ' over ' + str(c['processes']) + ' processes'}, iteration scale "
         f"{c['iter_scale']}, hold {c['hold']} s per direction, object mass "
         f"{'objects.yaml' if not c.get('mass') else str(c['mass']) + ' kg'}, squeeze scale "
         f"{'per hand (robot YAML hand.synthesis)' if c.get('squeeze_scale') is None else c['squeeze_scale']}, "
@@ -285,6 +289,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--points", type=int, default=3000, help="points sampled on complete meshes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--processes", type=int, default=1,
+                   help="processes each synthesis's candidates are shared over (dex_proposal.pool), "
+                        "each with --threads / processes torch threads")
     p.add_argument("--iter-scale", type=float, default=1.0, help="scale every stage's iterations")
     p.add_argument("--stage-iters", default="", help="set stages' iterations after the scale, e.g. coarse=120,fine=40")
     p.add_argument("--squeeze-scale", type=float, default=None,

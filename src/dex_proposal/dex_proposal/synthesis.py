@@ -21,7 +21,7 @@ distance margin, 1 cm for the pre-grasp, 0 for the grasp):
 * ``pen``: hand-object penetration ``phi(x) = relu(x / L0) + relu(x / L0)^2`` summed over
   - coarse stage: collision spheres, ``x = r_eff + delta - sdf(centre)`` (fingertip spheres shrunk by
     their fit protrusion so that the pads can touch, others by half of it);
-  - fine stages: collision-surface samples, ``x = delta - sdf(sample)``, plus the non-fingertip
+  - fine stages: collision-surface samples, ``x = delta + skin - sdf(sample)``, plus the non-fingertip
     spheres shrunk by their full protrusion;
 * ``table``: ``phi(table_z + clearance - (z_s - r_s))`` over spheres (the plane ``z = table_z``);
 * ``self``: ``phi(r_a + r_b - s_ab - |c_a - c_b|)`` over sphere pairs of non-adjacent links (full radii:
@@ -171,6 +171,14 @@ class SynthesisConfig:
         force_squeeze: Settings of the force-aware squeeze other than its force.
         softmin_temperature: [m] of the fine stages' fingertip distance (weights of the fingertip's
             surface samples, ``softmax(-sdf / T)``: the contact point is their weighted mean).
+        pen_skin: [m] the fine stages keep the hand's surface samples this far outside the estimated
+            surface (the penetration term's ``skin``; the contact distance still aims at 0, so the pads
+            settle a little outside and the squeeze closes the gap). It absorbs the grid's smoothing
+            and the spacing of the samples, between which a convex object's edge can reach into the
+            hand. Floating-hand test, complete meshes (10 objects, top 8 of 32, 30 g): penetration in
+            MuJoCo Shadow 1.67 / 1.13 / 0.84 mm and LEAP 1.48 / 0.52 / 0.21 mm for 0 / 1 / 2 mm, SSR
+            84.9 / 89.2 / 87.5 % and 90.0 / 92.4 / 91.2 %; partial clouds within their noise (Shadow
+            50.0 / 49.2 / 52.5 %, LEAP 51.5 / 46.4 / 48.5 %). 2 mm.
         device, dtype: Where to compute.
     """
 
@@ -193,6 +201,8 @@ class SynthesisConfig:
     pregrasp_table_clearance: float = 0.003
     pregrasp_max_lift: float = 0.03
     softmin_temperature: float = 0.002
+    pen_skin: float = 0.002
+    pen_skin_distal: bool = True
     squeeze_scale: dict = field(default_factory=dict)
     squeeze_force: dict = field(default_factory=dict)
     force_squeeze: ForceSqueezeConfig = field(default_factory=ForceSqueezeConfig)
@@ -309,6 +319,35 @@ class Candidates:
 def _phi(x: torch.Tensor) -> torch.Tensor:
     y = torch.relu(x / L0)
     return y + y * y
+
+
+def self_penetration_energy(centers: torch.Tensor, reach: torch.Tensor, active_set: bool = True) -> torch.Tensor:
+    """``sum_ab phi(reach_ab - |c_a - c_b|)`` per batch row (B,), the ``self`` term.
+
+    Args:
+        centers: (B, S, 3) sphere centres [m].
+        reach: (S, S) closest allowed distance of each checked pair [m], negative for pairs not checked
+            (:attr:`HandModel.self_pair_reach_checked`).
+        active_set: Find the pairs that penetrate without autograd (all ``S x S`` distances, a Gram
+            matrix centred for float32) and differentiate only through those (gathered, exact
+            differences). ``phi`` and its gradient are zero elsewhere, so the value and gradient are
+            those of the dense form (``False``: every pair through autograd), but a coarse step is
+            ~40 % cheaper: only a handful of the ~3000 checked pairs touch at any time.
+    """
+    batch = centers.shape[0]
+    if not active_set:
+        c0 = centers - centers.mean(1, keepdim=True).detach()
+        sq = c0.square().sum(-1)
+        d2 = sq[:, :, None] + sq[:, None] - 2 * c0 @ c0.transpose(1, 2)
+        return _phi(reach - d2.clamp_min(1e-12).sqrt()).sum((-1, -2))
+    with torch.no_grad():
+        c0 = centers - centers.mean(1, keepdim=True)
+        sq = c0.square().sum(-1)
+        d2 = sq[:, :, None] + sq[:, None] - 2 * c0 @ c0.transpose(1, 2)
+        # 0.1 mm below contact: far above the Gram form's float32 rounding, so no penetrating pair is missed
+        b, i, j = torch.nonzero(reach + 1e-4 > d2.clamp_min(1e-12).sqrt(), as_tuple=True)
+    dist = (centers[b, i] - centers[b, j]).square().sum(-1).clamp_min(1e-12).sqrt()
+    return torch.zeros(batch, dtype=centers.dtype, device=centers.device).index_add(0, b, _phi(reach[i, j] - dist))
 
 
 def _frame_from(a: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -465,19 +504,14 @@ class Synthesizer:
         else:
             r_eff = radii - prot
             non_distal = (~hand.sphere_is_distal).to(t.dtype)
-            terms["pen"] = _phi(margin - sdf_surf).sum(-1) + (_phi(r_eff + margin - sdf_sph) * non_distal).sum(-1)
+            skin = cfg.pen_skin if cfg.pen_skin_distal else cfg.pen_skin * (~hand.surface_is_distal).to(t.dtype)
+            terms["pen"] = _phi(margin + skin - sdf_surf).sum(-1) + (_phi(r_eff + margin - sdf_sph) * non_distal).sum(-1)
         if cfg.table_z is not None:
             terms["table"] = _phi(cfg.table_z + cfg.table_clearance - (centers[..., 2] - radii)).sum(-1)
         else:
             terms["table"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
         if len(hand.self_pairs):
-            # all sphere pairs at once (a Gram matrix, centred for float32), masked to the checked
-            # pairs: cheaper forward and backward than gathering thousands of pairs
-            c0 = centers - centers.mean(1, keepdim=True).detach()
-            sq = c0.square().sum(-1)
-            d2 = sq[:, :, None] + sq[:, None] - 2 * c0 @ c0.transpose(1, 2)
-            pen_self = hand.self_pair_reach_checked - d2.clamp_min(1e-12).sqrt()  # < 0 for unchecked pairs
-            terms["self"] = _phi(pen_self).sum((-1, -2))
+            terms["self"] = self_penetration_energy(centers, hand.self_pair_reach_checked)
         else:
             terms["self"] = torch.zeros(batch, dtype=t.dtype, device=t.device)
         extras = {"geo": geo, "sdf_pad": sdf_pad, "sdf_sph": sdf_sph, "tips": tips, "n_pad": n_pad}
