@@ -16,6 +16,16 @@ surface is reflected about the plane perpendicular to it, the smaller lateral ha
 front-most point; mirrored points that would lie in front of the observed surface along the view
 (where the camera saw free space) and points below the table are dropped.
 
+Per-slice mirror planes (``SurfaceConfig.local_mirror``, the default): one plane cannot hold the axis
+of an elongated object whose axis recedes from the camera (a bottle or cone lying on the table, seen
+along part of its length): its far end was completed too thin and its near end too thick. The cloud
+is cut into slices across its long lateral axis and each slice's plane lies its own half-width behind
+its own front-most point (:func:`local_mirror_offsets`). Measured on the ``builtin/test`` objects
+(13 objects x 2 placements x the two robots' cameras, true mesh surface samples against the built
+surface; one-off script): mean ``|sdf|`` 1.96 -> 1.58 mm, p90 5.49 -> 4.27 mm, within 5 mm 88.5 ->
+93.0 % (bottle 2.38 -> 1.32 mm, cone 2.69 -> 1.96 mm, banana 1.85 -> 1.02 mm; ball 1.16 -> 1.28 mm and
+torus 1.54 -> 1.80 mm worse).
+
 Free-space carving (``SurfaceConfig.carve``): the reflection of a surface that is not
 perpendicular to the view (the top of a flat object seen at an angle) crosses the observed surface,
 so mirrored points with flipped normals lie next to observed ones and the moving-least-squares sign
@@ -64,6 +74,8 @@ class SurfaceConfig:
         partial_threshold: ``auto`` calls a cloud partial when the norm of its mean normal exceeds this
             (a closed surface sampled uniformly has mean normal ~0; one view ~0.4-0.8).
         completion: ``mirror`` or ``none`` for partial clouds.
+        local_mirror: Mirror each slice across the long lateral axis about its own plane (see module
+            doc), else about one plane.
         carve: Make every voxel that the camera saw as free space (in front of the observed surface
             along the view) outside (see module doc); partial clouds only.
         extrude: Extend a completed partial cloud's silhouette down to the table (see module doc);
@@ -78,6 +90,7 @@ class SurfaceConfig:
     cloud_kind: str = "auto"
     partial_threshold: float = 0.3
     completion: str = "mirror"
+    local_mirror: bool = True
     carve: bool = True
     extrude: bool = True
 
@@ -110,12 +123,56 @@ def is_partial(normals: np.ndarray, threshold: float) -> bool:
     return bool(np.linalg.norm(normals.mean(0)) > threshold)
 
 
-def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+def local_mirror_offsets(proj: np.ndarray, depth: np.ndarray, spacing: float, half_min: float,
+                         min_points: int = 8) -> np.ndarray:
+    """Per point, the depth [m] of its mirror plane, from slices across the long lateral axis.
+
+    The visible points are cut into slices along the first lateral axis (``proj[:, 0]``, the longer
+    extent). In each slice the plane lies one local half-width (robust extent along ``proj[:, 1]``
+    within the slice, at most ``half_min``) behind the slice's front-most point. For an object that
+    is a solid of revolution about the long axis (a bottle or cone lying down) this puts the plane
+    through the local axis (the neck of a lying bottle is no longer completed as deep as its body);
+    for a sphere it is exact; for a box it is the global plane. Slices with fewer than
+    ``min_points`` points take their neighbours' values (nearest filled slice).
+
+    Args:
+        proj: (N, 2) lateral coordinates [m] (axis 0 the longer extent); depth: (N,) [m], larger = farther.
+        spacing: Cloud spacing [m]; half_min: the global half-width [m] (the cap).
+
+    Returns:
+        (N,) plane depth per point [m].
+    """
+    lo, hi = np.percentile(proj[:, 0], [1, 99])
+    width = max(3.0 * spacing, (hi - lo) / 24.0, 1e-3)
+    k = np.clip(np.floor((proj[:, 0] - lo) / width).astype(int), 0, None)
+    n_bins = int(k.max()) + 1
+    plane_of = np.full(n_bins, np.nan)
+    for b in range(n_bins):
+        m = k == b
+        if m.sum() < min_points:
+            continue
+        q = proj[m, 1]
+        half = min(0.5 * float(np.percentile(q, 98) - np.percentile(q, 2)), half_min)
+        plane_of[b] = float(depth[m].min()) + half
+    filled = np.nonzero(np.isfinite(plane_of))[0]
+    if len(filled) == 0:
+        return np.full(len(depth), float(depth.min()) + half_min)
+    nearest = filled[np.abs(np.arange(n_bins)[:, None] - filled[None]).argmin(1)]
+    return plane_of[nearest][k]
+
+
+def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | None = None,
+                    local: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """Complete a single-view cloud by reflecting it about a plane behind it (see module doc).
+
+    Args:
+        local: The plane's depth per slice across the long axis (:func:`local_mirror_offsets`), else one
+            plane for the whole cloud at the smaller lateral half-extent behind its front-most point.
 
     Returns:
         ``(points (N', 3), normals (N', 3), info)`` with the original points first; ``info`` has the
-        estimated ``view_dir`` (unit, from the object toward the camera) and ``plane_offset`` [m].
+        estimated ``view_dir`` (unit, from the object toward the camera) and ``plane_offset`` [m] (the
+        global plane's offset behind the front-most point).
     """
     s = normals.mean(0)
     s = s / max(np.linalg.norm(s), 1e-9)
@@ -127,8 +184,12 @@ def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | No
     proj = lateral @ vt[:2].T
     half = 0.5 * (np.percentile(proj, 98, axis=0) - np.percentile(proj, 2, axis=0))
     front = depth.min()
-    plane = front + float(half.min())
-    mirrored = points + np.outer(2 * (plane - depth), -s)
+    plane_global = front + float(half.min())
+    if local:
+        plane = local_mirror_offsets(proj, depth, max(mean_spacing(points), 1e-3), float(half.min()))
+    else:
+        plane = np.full(len(points), plane_global)
+    mirrored = points + (2 * (plane - depth))[:, None] * (-s)
     mnormals = normals - 2 * np.outer(normals @ s, s)
     # free-space consistency: drop mirrored points that would lie in front of the observed surface
     # along the view direction (the camera saw through there)
@@ -145,7 +206,7 @@ def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | No
         keep &= mirrored[:, 2] > table_z
     out_p = np.concatenate([points, mirrored[keep]])
     out_n = np.concatenate([normals, mnormals[keep]])
-    return out_p, out_n, {"view_dir": s, "plane_offset": float(plane - front)}
+    return out_p, out_n, {"view_dir": s, "plane_offset": float(plane_global - front)}
 
 
 def extrude_to_table(points: np.ndarray, normals: np.ndarray, table_z: float, observed: np.ndarray,
@@ -353,7 +414,7 @@ def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | 
     completed = False
     observed = points
     if partial and cfg.completion == "mirror":
-        points, normals, minfo = mirror_complete(points, normals, table_z)
+        points, normals, minfo = mirror_complete(points, normals, table_z, cfg.local_mirror)
         info.update(minfo)
         completed = True
         if cfg.extrude and table_z is not None:

@@ -202,7 +202,6 @@ class SynthesisConfig:
     pregrasp_max_lift: float = 0.03
     softmin_temperature: float = 0.002
     pen_skin: float = 0.002
-    pen_skin_distal: bool = True
     squeeze_scale: dict = field(default_factory=dict)
     squeeze_force: dict = field(default_factory=dict)
     force_squeeze: ForceSqueezeConfig = field(default_factory=ForceSqueezeConfig)
@@ -504,8 +503,7 @@ class Synthesizer:
         else:
             r_eff = radii - prot
             non_distal = (~hand.sphere_is_distal).to(t.dtype)
-            skin = cfg.pen_skin if cfg.pen_skin_distal else cfg.pen_skin * (~hand.surface_is_distal).to(t.dtype)
-            terms["pen"] = _phi(margin + skin - sdf_surf).sum(-1) + (_phi(r_eff + margin - sdf_sph) * non_distal).sum(-1)
+            terms["pen"] = _phi(margin + cfg.pen_skin - sdf_surf).sum(-1) + (_phi(r_eff + margin - sdf_sph) * non_distal).sum(-1)
         if cfg.table_z is not None:
             terms["table"] = _phi(cfg.table_z + cfg.table_clearance - (centers[..., 2] - radii)).sum(-1)
         else:
