@@ -185,8 +185,9 @@ def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | No
     half = 0.5 * (np.percentile(proj, 98, axis=0) - np.percentile(proj, 2, axis=0))
     front = depth.min()
     plane_global = front + float(half.min())
+    spacing = max(mean_spacing(points), 1e-3)
     if local:
-        plane = local_mirror_offsets(proj, depth, max(mean_spacing(points), 1e-3), float(half.min()))
+        plane = local_mirror_offsets(proj, depth, spacing, float(half.min()))
     else:
         plane = np.full(len(points), plane_global)
     mirrored = points + (2 * (plane - depth))[:, None] * (-s)
@@ -195,7 +196,6 @@ def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | No
     # along the view direction (the camera saw through there)
     lat2 = proj
     tree = cKDTree(lat2)
-    spacing = max(mean_spacing(points), 1e-3)
     dist, idx = tree.query(lat2, k=min(8, len(points)))
     dist, idx = dist.reshape(len(points), -1), idx.reshape(len(points), -1)
     near = dist <= 2.0 * spacing
