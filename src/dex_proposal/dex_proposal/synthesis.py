@@ -330,8 +330,10 @@ def self_penetration_energy(centers: torch.Tensor, reach: torch.Tensor, active_s
         active_set: Find the pairs that penetrate without autograd (all ``S x S`` distances, a Gram
             matrix centred for float32) and differentiate only through those (gathered, exact
             differences). ``phi`` and its gradient are zero elsewhere, so the value and gradient are
-            those of the dense form (``False``: every pair through autograd), but a coarse step is
-            ~40 % cheaper: only a handful of the ~3000 checked pairs touch at any time.
+            those of the dense form (``False``: every pair through autograd), and a step is ~11 %
+            cheaper (forward + backward, 32 candidates, 1 thread, interleaved: coarse LEAP 10.7 ->
+            9.4 ms, Shadow 9.6 -> 8.5 ms), since few of the 2400 (LEAP) / 2963 (Shadow) checked
+            pairs penetrate at any time.
     """
     batch = centers.shape[0]
     if not active_set:
