@@ -72,3 +72,32 @@ def test_the_proposer_shares_its_candidates_over_processes_when_asked(can_surfac
         assert [p.energy for p in again.proposals] == pytest.approx([p.energy for p in res.proposals], rel=1e-5)
     finally:
         proposer.close()
+
+
+def test_the_surface_is_shared_before_the_workers_get_it(can_surface):
+    """Pickling a tensor for a worker moves its storage into shared memory from the executor's feeder
+    thread; shard 0 converting the same surface to float64 meanwhile crashed the process (a segfault,
+    1 run in 2). The pool shares the surface itself, in the caller, before it submits: every tensor
+    is already shared when a worker's task is submitted, and the float64 run completes."""
+    import copy
+
+    names = ("points", "normals", "center", "lo", "hi", "grid")
+    surface = copy.deepcopy(can_surface)
+    assert not surface.grid.is_shared()
+    syn = Synthesizer(HandModel("ur5e_leap"), replace(_short_cfg(), dtype="float64"))
+    sharded = ShardedSynthesizer(syn, "ur5e_leap", shards=2)
+    seen = []
+    try:
+        sharded.start()
+        submit = sharded._pool.submit
+
+        def spy(fn, obj, *args):
+            seen.append(all(getattr(obj, n).is_shared() for n in names))
+            return submit(fn, obj, *args)
+
+        sharded._pool.submit = spy
+        out = sharded.run(surface, seed=5)
+    finally:
+        sharded.close()
+    assert seen == [True]
+    assert out.n_initial == 8 and len(out.reasons) == 4 and bool(torch.isfinite(out.grasp_T).all())
