@@ -77,7 +77,7 @@ def test_the_proposer_shares_its_candidates_over_processes_when_asked(can_surfac
 def test_the_surface_is_shared_before_the_workers_get_it(can_surface):
     """Pickling a tensor for a worker moves its storage into shared memory from the executor's feeder
     thread; shard 0 converting the same surface to float64 meanwhile crashed the process (a segfault,
-    1 run in 2). The pool shares the surface itself, in the caller, before it submits: every tensor
+    1 run in 2, seen with a two-round variant of the pool). The pool shares the surface itself, in the caller, before it submits: every tensor
     is already shared when a worker's task is submitted, and the float64 run completes."""
     import copy
 

@@ -134,7 +134,8 @@ class ShardedSynthesizer:
         obj_cpu = obj if self.cfg.device == "cpu" else obj.to("cpu", obj.grid.dtype)
         # into shared memory here, before the submit: pickling a tensor for a worker moves its storage
         # there from the executor's feeder thread, and shard 0 reading or converting the same tensors
-        # meanwhile can crash the process (a segfault, seen in 1 of 2 runs of a float64 pool test)
+        # meanwhile can crash the process (a segfault in 1 of 2 runs of a float64 pool test, seen
+        # with a two-round variant of run(); this code reads the surface the same way, unguarded)
         for name in ("points", "normals", "center", "lo", "hi", "grid"):
             getattr(obj_cpu, name).share_memory_()
         futures = [self._pool.submit(_run_shard, obj_cpu, seed + SEED_STRIDE * k, sizes[k]) for k in range(1, len(sizes))]
