@@ -10,11 +10,13 @@ concatenates the results.
 
 Every shard prunes on its own (``StageConfig.keep`` of its candidates), so the candidates kept after
 the coarse stage are each shard's best half rather than the best half of all; the shards' seeds are
-``seed`` (shard 0) and ``seed + 7919 k``. Pruning together (every shard to the end of the coarse
-stage, then the best half of all shared out again) was tried on 2026-12-07: the end-to-end
-benchmark's LEAP lifted the same 29/40 as with per-shard pruning (seeds 1000-1039) and depth ->
-trajectory went 1.50 -> 1.87 s (the extra round trip), so the shards stay independent. Results are deterministic for a seed and a shard count,
+``seed`` (shard 0) and ``seed + 7919 k``. Results are deterministic for a seed and a shard count,
 and a different set of candidates than one process draws.
+
+Pruning together (every shard to the end of the coarse stage, then the best half of all shared out
+again) was tried on 2026-12-07: the end-to-end benchmark's LEAP lifted the same 29/40 as with
+per-shard pruning (seeds 1000-1039) and depth -> trajectory went 1.50 -> 1.87 s (the extra round
+trip), so the shards stay independent.
 """
 
 from __future__ import annotations
