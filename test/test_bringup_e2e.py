@@ -178,6 +178,7 @@ class Client:
         self._stop.set()
         self._thread.join(timeout=2)
         self.executor.shutdown(timeout_sec=1)
+        self.action.destroy()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 

@@ -11,6 +11,8 @@ answer looks like from the client; a lost request is one never sent.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
 
@@ -61,18 +63,38 @@ class FakeOrchestrator:
 
     def close(self):
         self.executor.shutdown(timeout_sec=2.0)
+        self.server.destroy()  # else it stays discoverable (destroy_node leaves actions alive)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self.thread.join(timeout=5.0)
 
 
-def _client(server: FakeOrchestrator, capsys, wait_answer: str) -> tuple[int, object]:
-    """Run ``dexgrasp episode --json`` against ``server`` (closed after); ``(exit code, captured)``."""
-    try:
-        code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", wait_answer])
-    finally:
-        server.close()
-    return code, capsys.readouterr()
+NO_SERVER = "error: no ExecuteGrasp server on"
+
+
+def _client(make_server, capsys, wait_answer: str) -> tuple[FakeOrchestrator, int, object]:
+    """Run ``dexgrasp episode --json`` against ``make_server()`` (closed after);
+    ``(the server, exit code, captured)``.
+
+    These tests are about answers lost after discovery. CI once failed one of them before it:
+    the client did not discover the in-process server within 30 s (``NO_SERVER``; once in about
+    15 CI runs; not reproduced here, on one or two cores, under load or with UDP only). At that
+    time ``close`` left each fake server's action alive (``Node.destroy_node`` does not destroy
+    actions), so earlier tests' dead servers stayed in the graph; that is fixed, but it is not
+    proven to be the cause. So that case is run once more with a fresh server, and the first
+    attempt's error (with the graph the client saw) is printed to the log.
+    """
+    for attempt in range(2):
+        server = make_server()
+        try:
+            code = episode_client.main(["--json", "--wait-server", "30", "--wait-answer", wait_answer])
+        finally:
+            server.close()
+        out = capsys.readouterr()
+        if attempt == 1 or not (code == 2 and NO_SERVER in out.err):
+            break
+        print(f"discovery failed, once more with a fresh server: {out.err.strip()}", file=sys.__stderr__)
+    return server, code, out
 
 
 @pytest.fixture
@@ -89,8 +111,7 @@ def lose_goal_answers(monkeypatch):
 
 
 def test_a_running_goal_whose_answer_was_lost_is_followed_to_its_result(lose_goal_answers, capsys):
-    server = FakeOrchestrator(feedback_count=12, period=0.25)
-    code, out = _client(server, capsys, "1.5")
+    server, code, out = _client(lambda: FakeOrchestrator(feedback_count=12, period=0.25), capsys, "1.5")
     assert server.goals == 1
     assert code == 1, out  # an episode that failed, not a client error (2)
     assert "no answer to the goal within 1.5 s but its feedback arrives: following it by its id" in out.err
@@ -102,8 +123,7 @@ def test_a_running_goal_whose_answer_was_lost_is_followed_to_its_result(lose_goa
 def test_a_goal_with_no_answer_and_no_feedback_yet_is_followed_by_its_id(lose_goal_answers, capsys):
     """The answer and the first feedback are both lost (they come before discovery completes): the
     client asks for the result by the goal's id, which the orchestrator answers when the goal ends."""
-    server = FakeOrchestrator(delay=3.0, feedback_count=1)
-    code, out = _client(server, capsys, "1.0")
+    server, code, out = _client(lambda: FakeOrchestrator(delay=3.0, feedback_count=1), capsys, "1.0")
     assert server.goals == 1 and code == 1, out
     assert "no answer to the goal within 1 s: following it by its id" in out.err
     res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
@@ -128,8 +148,7 @@ def lose_goal_requests(monkeypatch):
 
 
 def test_a_lost_goal_request_is_sent_again(lose_goal_requests, capsys):
-    server = FakeOrchestrator(feedback_count=2, period=0.1)
-    code, out = _client(server, capsys, "1.0")
+    server, code, out = _client(lambda: FakeOrchestrator(feedback_count=2, period=0.1), capsys, "1.0")
     assert server.goals == 1 and code == 1, out  # the second request ran, once
     assert "does not know the goal (the request was lost); sending it again" in out.err
     res = json.loads([ln for ln in out.out.splitlines() if ln.startswith("{")][-1])
@@ -138,7 +157,24 @@ def test_a_lost_goal_request_is_sent_again(lose_goal_requests, capsys):
 
 def test_a_goal_never_received_is_an_error(lose_goal_requests, capsys):
     lose_goal_requests[0] = 2
-    server = FakeOrchestrator()
-    code, out = _client(server, capsys, "1.0")
+    server, code, out = _client(lambda: FakeOrchestrator(), capsys, "1.0")
     assert server.goals == 0 and code == 2, out
     assert "the goal was not answered" in out.err and not out.out.strip()
+
+
+def test_no_orchestrator_is_a_usage_error_that_names_what_was_seen(monkeypatch, capsys):
+    """Without a server the client exits 2 and says which domain it looked in and what it found
+    there (another node, but no action server)."""
+    monkeypatch.setattr(episode_client.signal, "signal", lambda *_a: None)
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    bystander = Node("bystander", context=context)
+    try:
+        code = episode_client.main(["--json", "--wait-server", "1.5"])
+    finally:
+        bystander.destroy_node()
+        rclpy.try_shutdown(context=context)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert NO_SERVER in err and f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}" in err
+    assert "/bystander" in err and "action servers seen: none" in err

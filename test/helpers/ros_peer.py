@@ -209,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = "external shutdown"
     finally:
         executor.shutdown(timeout_sec=2.0)
+        node._action_server.destroy()  # Node.destroy_node leaves actions alive
         node.destroy_node()
         if context.ok():
             context.shutdown()

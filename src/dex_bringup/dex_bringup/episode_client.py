@@ -64,6 +64,28 @@ def adopt_goal(client, goal_id):
     return ClientGoalHandle(client, goal_id, answer)
 
 
+def _graph_seen(node) -> str:
+    """What ``node`` discovered (for the no-server error): the ROS domain, the other nodes and the
+    action servers, so that a wrong ``ROS_DOMAIN_ID`` or discovery range tells itself apart from a
+    missing orchestrator."""
+    import os
+
+    from rclpy.action import get_action_server_names_and_types_by_node
+
+    try:
+        others = [(name, ns) for name, ns in node.get_node_names_and_namespaces() if name != node.get_name()]
+        nodes = sorted(f"{ns.rstrip('/')}/{name}" for name, ns in others)
+        actions = sorted({action for name, ns in others
+                          for action, _types in get_action_server_names_and_types_by_node(node, name, ns)})
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the error it explains
+        return f"the graph could not be read ({exc})"
+    domain = os.environ.get("ROS_DOMAIN_ID", "0 (unset)")
+    scope = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET (unset)")
+    return (f"ROS_DOMAIN_ID={domain}, ROS_AUTOMATIC_DISCOVERY_RANGE={scope}; "
+            f"{len(nodes)} other node(s) seen{': ' + ', '.join(nodes[:8]) if nodes else ''}; "
+            f"action servers seen: {', '.join(actions) if actions else 'none'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import rclpy
@@ -108,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.02)
         return True
 
+    client = None
     try:
         if args.reset_seed is not None:
             from dex_interfaces.srv import ResetEpisode
@@ -124,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
         client = ActionClient(node, ExecuteGrasp, ACTION)
         if not client.wait_for_server(timeout_sec=args.wait_server):
-            say(f"error: no ExecuteGrasp server on {ACTION} (is the orchestrator running?)")
+            say(f"error: no ExecuteGrasp server on {ACTION} (is the orchestrator running?); {_graph_seen(node)}")
             return 2
         confirm_asked = threading.Event()
 
@@ -206,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         done_spinning.set()
         spinner.join(timeout=2.0)
         executor.shutdown(timeout_sec=1.0)
+        if client is not None:
+            client.destroy()  # destroy_node leaves actions alive, and the node with them
         node.destroy_node()
         rclpy.try_shutdown(context=context)
 

@@ -808,6 +808,14 @@ def main(argv: list[str] | None = None) -> int:
                 self.busy.release()
             return result
 
+        def destroy_node(self) -> None:
+            """Destroy the action server too: ``Node.destroy_node`` leaves actions (and so the
+            node) alive and discoverable."""
+            server = getattr(self, "server", None)
+            if server is not None:
+                server.destroy()
+            super().destroy_node()
+
         def shutdown(self) -> None:
             """Cancel a running episode (its motion is stopped) before the context goes."""
             ev = self.active_cancel
