@@ -13,7 +13,7 @@ import trimesh
 from dex_proposal.api import Proposer, Status, default_config
 from dex_proposal.errors import ConfigError
 from dex_proposal.hand import HandModel
-from dex_proposal.pool import SEED_STRIDE, ShardedSynthesizer, concat, shard_sizes
+from dex_proposal.pool import ShardedSynthesizer, concat, shard_seed, shard_sizes
 from dex_proposal.surface import build_surface
 from dex_proposal.synthesis import StageConfig, Synthesizer
 
@@ -23,6 +23,20 @@ def test_shard_sizes_are_even_and_never_empty():
     assert shard_sizes(7, 3) == [3, 2, 2]
     assert shard_sizes(2, 4) == [1, 1]
     assert shard_sizes(5, 1) == [5]
+
+
+def test_shard_seeds_never_repeat_another_runs_shard():
+    """Shard 0 keeps the run's seed; the other shards' seeds are hashed, so that the tries of an
+    episode (run seeds a constant stride apart, ``attempt_seed``) draw no shard twice. With
+    ``seed + 7919 k`` the second try's shard 0 was the first try's shard 1."""
+    from dex_bringup.episode import attempt_seed
+
+    assert shard_seed(5, 0) == 5 and shard_seed(-1, 0) == -1
+    assert shard_seed(5, 1) == shard_seed(5, 1) != shard_seed(5, 2)  # deterministic, distinct
+    runs = [attempt_seed(s, a) for s in range(1000, 1040) for a in (1, 2, 3)] + list(range(0, 200))
+    drawn = [shard_seed(r, k) for r in runs for k in range(4)]
+    assert len(set(drawn)) == len(drawn)
+    assert all(0 <= shard_seed(r, k) < 2**31 for r in (-7, 0, 2**40) for k in (1, 3))
 
 
 def _short_cfg(iters=(12, 4, 4)):
@@ -48,7 +62,7 @@ def test_two_shards_are_the_two_single_process_runs_merged(can_surface):
     finally:
         sharded.close()
     a = syn.run(can_surface, seed=3, n=4)
-    b = syn.run(can_surface, seed=3 + SEED_STRIDE, n=4)  # what the worker process computed
+    b = syn.run(can_surface, seed=shard_seed(3, 1), n=4)  # what the worker process computed
     expected = concat([a, b])
     assert merged.n_initial == 8 and len(merged.reasons) == len(expected.reasons) == 4  # each shard kept its half
     for name in ("pregrasp_T", "grasp_T", "pregrasp_u", "grasp_u", "squeeze_u", "energy"):

@@ -9,9 +9,15 @@ on half the candidates each were slower than one thread on all of them), so
 concatenates the results.
 
 Every shard prunes on its own (``StageConfig.keep`` of its candidates), so the candidates kept after
-the coarse stage are each shard's best half rather than the best half of all; the shards' seeds are
-``seed`` (shard 0) and ``seed + 7919 k``. Results are deterministic for a seed and a shard count,
-and a different set of candidates than one process draws.
+the coarse stage are each shard's best half rather than the best half of all. The shards' seeds are
+``seed`` (shard 0) and a hash of ``(seed, k)`` (:func:`shard_seed`). Results are deterministic for a
+seed and a shard count, and a different set of candidates than one process draws.
+
+Shard seeds were ``seed + 7919 k`` until 2026-12-07, the same stride as the orchestrator's seeds
+between the tries of an episode (``dex_bringup.episode.attempt_seed``), so a second try's shard 0
+drew the first try's shard 1 candidates again: half of the grasps that had not held. With two
+processes the end-to-end benchmark lifted 29/40 (LEAP) against 34/40 in one process, the first tries
+equal (27 / 28) and the second ones not (2 of 13 against 6 of 12).
 
 Pruning together (every shard to the end of the coarse stage, then the best half of all shared out
 again) was tried on 2026-12-07: the end-to-end benchmark's LEAP lifted the same 29/40 as with
@@ -27,12 +33,22 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dex_proposal.surface import ObjectSurface
 from dex_proposal.synthesis import Candidates, SynthesisConfig, Synthesizer
 
-SEED_STRIDE = 7919
+
+
+def shard_seed(seed: int, k: int) -> int:
+    """The synthesis seed of shard ``k`` for a run with ``seed``: ``seed`` itself for shard 0, else
+    a hash of ``(seed, k)`` in [0, 2**31), so that no arithmetic series of run seeds (the tries of an
+    episode step by a constant) lands on another run's shard."""
+    if k == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed) % 2**63, int(k)]).generate_state(1)[0] % 2**31)
+
 
 _WORKER: dict = {}
 
@@ -140,7 +156,7 @@ class ShardedSynthesizer:
         # with a two-round variant of run(); this code reads the surface the same way, unguarded)
         for name in ("points", "normals", "center", "lo", "hi", "grid"):
             getattr(obj_cpu, name).share_memory_()
-        futures = [self._pool.submit(_run_shard, obj_cpu, seed + SEED_STRIDE * k, sizes[k]) for k in range(1, len(sizes))]
+        futures = [self._pool.submit(_run_shard, obj_cpu, shard_seed(seed, k), sizes[k]) for k in range(1, len(sizes))]
         threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)  # like the workers: the cores are theirs too
         try:
