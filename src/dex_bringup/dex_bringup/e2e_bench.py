@@ -205,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--squeeze-force", type=float, default=None,
                         help="[N] force-aware squeeze with this force for every hand (0: joint-space squeeze; "
                              "default: each hand's robot YAML)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="processes each synthesis's candidates are shared over (dex_proposal.pool)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="processes each synthesis's candidates are shared over (dex_proposal.pool; "
+                             "default: the episode config's, 2 where there are 2 cores or more)")
     parser.add_argument("--images", type=int, default=3, help="episodes per combo saved as images")
     parser.add_argument("--out", default="out/bench/e2e")
     args = parser.parse_args(argv)
@@ -232,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, stage_iters=parse_stage_iters(args.stage_iters))
         except ConfigError as e:
             parser.error(str(e))
-    if args.processes < 1:
-        parser.error("--processes must be >= 1")
-    cfg = replace(cfg, processes=args.processes)
+    if args.processes is not None:
+        if args.processes < 1:
+            parser.error("--processes must be >= 1")
+        cfg = replace(cfg, processes=args.processes)
     if args.squeeze_force is not None:
         if not args.squeeze_force >= 0:
             parser.error("--squeeze-force must be >= 0")
