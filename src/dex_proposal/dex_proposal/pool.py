@@ -17,12 +17,13 @@ Shard seeds were ``seed + 7919 k`` until 2026-12-07, the same stride as the orch
 between the tries of an episode (``dex_bringup.episode.attempt_seed``), so a second try's shard 0
 drew the first try's shard 1 candidates again: half of the grasps that had not held. With two
 processes the end-to-end benchmark lifted 29/40 (LEAP) against 34/40 in one process, the first tries
-equal (27 / 28) and the second ones not (2 of 13 against 6 of 12).
+equal (27 / 28) and the second ones not (2 of 13 against 6 of 12). With hashed seeds two processes
+lifted 36/40 (seeds 1000-1039, ``dexgrasp-e2e-bench --robots ur5e_leap --episodes 40 --processes 2``).
 
 Pruning together (every shard to the end of the coarse stage, then the best half of all shared out
-again) was tried on 2026-12-07: the end-to-end benchmark's LEAP lifted the same 29/40 as with
-per-shard pruning (seeds 1000-1039) and depth -> trajectory went 1.50 -> 1.87 s (the extra round
-trip), so the shards stay independent.
+again) was tried before that fix, with the colliding seeds: the end-to-end benchmark's LEAP lifted
+the same 29/40 as with per-shard pruning (seeds 1000-1039) and depth -> trajectory went 1.50 ->
+1.87 s (the extra round trip), so the shards stay independent.
 """
 
 from __future__ import annotations
