@@ -80,6 +80,8 @@ class SurfaceConfig:
             along the view) outside (see module doc); partial clouds only.
         extrude: Extend a completed partial cloud's silhouette down to the table (see module doc);
             needs ``table_z``.
+        cuboid: Complete a partial cloud that is one view of a box standing on the table as that box
+            (:func:`cuboid_complete`; needs ``table_z``), else mirror it.
     """
 
     max_points: int = 3000
@@ -93,6 +95,7 @@ class SurfaceConfig:
     local_mirror: bool = True
     carve: bool = True
     extrude: bool = True
+    cuboid: bool = True
 
 
 def voxel_downsample(points: np.ndarray, normals: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +210,98 @@ def mirror_complete(points: np.ndarray, normals: np.ndarray, table_z: float | No
     out_p = np.concatenate([points, mirrored[keep]])
     out_n = np.concatenate([normals, mnormals[keep]])
     return out_p, out_n, {"view_dir": s, "plane_offset": float(plane_global - front)}
+
+
+def cuboid_complete(points: np.ndarray, normals: np.ndarray, table_z: float, spacing: float,
+                    max_tilt_deg: float = 20.0, min_fit: float = 0.9, tol: float = 0.001) -> tuple[np.ndarray, np.ndarray, dict] | None:
+    """Complete a single view of a box standing on the table as that box, or None if it is not one.
+
+    A camera above the table sees a box's top face whole, and the top face spans both horizontal
+    axes; with the table under it the whole box is known. The cloud is taken as a box when:
+
+    * at least ``min_fit`` of its normals are within ``max_tilt_deg`` of up (the top, at least 10 % of
+      the points) or of horizontal (the sides);
+    * the sides' normals are 90-degree periodic in azimuth (resultant of ``exp(4 i phi)`` >= 0.8); its
+      angle gives the box's yaw (with fewer than 5 % side points, the yaw of the top points' smallest
+      bounding rectangle);
+    * 99 % of the points lie within ``max(tol, 4 sigma)`` [m] of the surface of the box spanned
+      by the points along those axes (a face that is seen: the median position of its points; else
+      the points' 0.5 / 99.5 percentile), from ``table_z`` up to the top face's median height
+      (``sigma``: the points' robust scatter about that surface, 1.4826 x the median distance, so
+      that a noisier sensor is not refused; a step or notch leaves a tail of points farther off).
+
+    Returns:
+        ``(points, normals, info)``: the observed points first, then samples every ``spacing`` on the
+        box's faces (the bottom on the table included) where no observed point is within 1.5
+        spacings and the camera did not see through (:func:`free_space`), with the faces' outward
+        normals; ``info`` has ``box_center`` (3,) [m],
+        ``box_size`` (3,) [m] (along the box's axes), ``box_yaw`` [rad]. None when the tests fail
+        (the caller then mirrors).
+    """
+    if len(points) < 30:
+        return None
+    c_tilt = np.cos(np.radians(max_tilt_deg))
+    s_tilt = np.sin(np.radians(max_tilt_deg))
+    top = normals[:, 2] > c_tilt
+    side = np.abs(normals[:, 2]) < s_tilt
+    if (top | side).mean() < min_fit or top.mean() < 0.1:
+        return None
+    if side.mean() >= 0.05:
+        phi = np.arctan2(normals[side, 1], normals[side, 0])
+        r4 = np.exp(4j * phi).mean()
+        if abs(r4) < 0.8:
+            return None
+        yaw = float(np.angle(r4) / 4.0)
+    else:  # smallest bounding rectangle of the top face's points, 1-degree steps
+        xy = points[top, :2]
+        angles = np.radians(np.arange(0.0, 90.0, 1.0))
+        areas = [np.prod(np.ptp(xy @ np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]), axis=0)) for a in angles]
+        yaw = float(angles[int(np.argmin(areas))])
+    e1 = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    e2 = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+    R = np.stack([e1, e2, [0.0, 0.0, 1.0]], 1)  # world_R_box, columns the box's axes
+    local = points @ R  # (N, 3) in the box's axes (no translation)
+    z_top = float(np.median(points[top, 2]))
+    if z_top - table_z < 2 * spacing:
+        return None
+    n_local = normals @ R
+    lo, hi = np.array([0.0, 0.0, table_z]), np.array([0.0, 0.0, z_top])
+    for axis in (0, 1):
+        for sign, bound, pct in ((-1.0, lo, 0.5), (1.0, hi, 99.5)):
+            face = sign * n_local[:, axis] > c_tilt
+            bound[axis] = (np.median(local[face, axis]) if face.sum() >= 20
+                           else np.percentile(local[:, axis], pct))
+    half = 0.5 * (hi - lo)
+    mid = 0.5 * (hi + lo)
+    q = np.abs(local - mid) - half  # box sdf in the box's axes
+    sdf = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(1), 0)
+    noise = 1.4826 * float(np.median(np.abs(sdf)))  # the points' scatter about the box (robust sigma) [m]
+    if np.percentile(np.abs(sdf), 99) > max(tol, 4.0 * noise):
+        return None
+    # samples on the six faces every spacing (the box's own axes), outward normals
+    step = max(spacing, 1e-3)
+    grids = [np.linspace(lo[i], hi[i], max(2, int(np.ceil((hi[i] - lo[i]) / step)) + 1)) for i in range(3)]
+    faces_p, faces_n = [], []
+    for axis in range(3):
+        a, b = [i for i in range(3) if i != axis]
+        ua, ub = np.meshgrid(grids[a], grids[b], indexing="ij")
+        for sign, value in ((-1.0, lo[axis]), (1.0, hi[axis])):
+            f = np.zeros((ua.size, 3))
+            f[:, a], f[:, b], f[:, axis] = ua.ravel(), ub.ravel(), value
+            n = np.zeros((ua.size, 3))
+            n[:, axis] = sign
+            faces_p.append(f)
+            faces_n.append(n)
+    box_p = np.concatenate(faces_p) @ R.T
+    box_n = np.concatenate(faces_n) @ R.T
+    d, _ = cKDTree(points).query(box_p)
+    keep = d > 1.5 * spacing
+    view = normals.mean(0)  # normals face the camera (as in mirror_complete)
+    view = view / max(np.linalg.norm(view), 1e-9)
+    keep &= ~free_space(points, view, box_p, spacing)  # e.g. over a notch that the camera saw into
+    info = {"box_center": (R @ mid).tolist(), "box_size": (hi - lo).tolist(), "box_yaw": yaw,
+            "box_points": int(keep.sum())}
+    return np.concatenate([points, box_p[keep]]), np.concatenate([normals, box_n[keep]]), info
 
 
 def extrude_to_table(points: np.ndarray, normals: np.ndarray, table_z: float, observed: np.ndarray,
@@ -413,9 +508,18 @@ def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | 
     info: dict = {"input_points": int(len(points))}
     completed = False
     observed = points
-    if partial and cfg.completion == "mirror":
+    box = None
+    if partial and cfg.completion == "mirror" and cfg.cuboid and table_z is not None:
+        box = cuboid_complete(points, normals, table_z, max(mean_spacing(points), 1e-3))
+    if box is not None:
+        points, normals, binfo = box
+        info.update(binfo)
+        info["completion"] = "cuboid"
+        completed = True
+    elif partial and cfg.completion == "mirror":
         points, normals, minfo = mirror_complete(points, normals, table_z, cfg.local_mirror)
         info.update(minfo)
+        info["completion"] = "mirror"
         completed = True
         if cfg.extrude and table_z is not None:
             points, normals, added = extrude_to_table(points, normals, table_z, observed, minfo["view_dir"])
