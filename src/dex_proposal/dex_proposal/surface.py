@@ -271,6 +271,8 @@ def cuboid_complete(points: np.ndarray, normals: np.ndarray, table_z: float, spa
             face = sign * n_local[:, axis] > c_tilt
             bound[axis] = (np.median(local[face, axis]) if face.sum() >= 20
                            else np.percentile(local[:, axis], pct))
+    if np.any(hi - lo < 2 * spacing):  # faces out of order or a sliver: not a box we can trust
+        return None
     half = 0.5 * (hi - lo)
     mid = 0.5 * (hi + lo)
     q = np.abs(local - mid) - half  # box sdf in the box's axes
