@@ -510,9 +510,10 @@ def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | 
     info: dict = {"input_points": int(len(points))}
     completed = False
     observed = points
+    observed_spacing = max(mean_spacing(observed), 1e-3) if partial else 0.0  # the carving's and the box's
     box = None
     if partial and cfg.completion == "mirror" and cfg.cuboid and table_z is not None:
-        box = cuboid_complete(points, normals, table_z, max(mean_spacing(points), 1e-3))
+        box = cuboid_complete(points, normals, table_z, observed_spacing)
     if box is not None:
         points, normals, binfo = box
         info.update(binfo)
@@ -543,7 +544,7 @@ def build_surface(points: np.ndarray, normals: np.ndarray, cfg: SurfaceConfig | 
     if partial and cfg.carve:
         view = normals[: len(observed)].mean(0)  # as in mirror_complete: normals face the camera
         view = view / max(np.linalg.norm(view), 1e-9)
-        free = free_space(observed, np.asarray(view), queries, max(mean_spacing(observed), 1e-3))
+        free = free_space(observed, np.asarray(view), queries, observed_spacing)
         vals[free, 0] = np.abs(vals[free, 0])
         info["carved_voxels"] = int(free.sum())
     grid = vals.T.reshape(4, dims[2], dims[1], dims[0])[None]
