@@ -77,8 +77,8 @@ def _client(make_server, capsys, wait_answer: str) -> tuple[FakeOrchestrator, in
     ``(the server, exit code, captured)``.
 
     These tests are about answers lost after discovery. CI once failed one of them before it:
-    the client did not discover the in-process server within 30 s (``NO_SERVER``; once in about
-    15 CI runs; not reproduced here, on one or two cores, under load or with UDP only). At that
+    the client did not discover the in-process server within 30 s (``NO_SERVER``; seen once in CI;
+    not reproduced here on 2 cores, idle or under load, nor with UDP only). At that
     time ``close`` left each fake server's action alive (``Node.destroy_node`` does not destroy
     actions), so earlier tests' dead servers stayed in the graph; that is fixed, but it is not
     proven to be the cause. So that case is run once more with a fresh server, and the first

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -68,8 +69,6 @@ def _graph_seen(node) -> str:
     """What ``node`` discovered (for the no-server error): the ROS domain, the other nodes and the
     action servers, so that a wrong ``ROS_DOMAIN_ID`` or discovery range tells itself apart from a
     missing orchestrator."""
-    import os
-
     from rclpy.action import get_action_server_names_and_types_by_node
 
     try:
